@@ -1,0 +1,241 @@
+"""The backward pass: reverse topological order, iterative, freeing as it goes.
+
+`run_backward` walks the graph from the roots with an explicit stack (a 100 000-node chain
+needs no recursion), then visits each node once, after every consumer has added its
+gradient. For each node it runs the tensor hooks, calls the op's VJP, checks every returned
+gradient against its input's shape, dtype and device, and frees the node's residuals unless
+`retain_graph`. Leaves collect their summed gradient until the end, so a hook on a leaf
+used twice fires once.
+
+VJPs run with grad mode off, or on under `create_graph` (so gradients are differentiable).
+"""
+
+from ..errors import DeviceError, DTypeError, GraphError, ShapeError
+from . import graph
+from .graph import Node
+
+
+def _toposort(roots):
+    """Nodes reachable from `roots`, each after all the nodes that consume it."""
+    order, seen = [], set()
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(root.edges))]
+        while stack:
+            node, it = stack[-1]
+            for e in it:
+                if type(e) is Node and e not in seen:
+                    seen.add(e)
+                    stack.append((e, iter(e.edges)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _leads_to(order, targets):
+    """The subset of `order` from which a target (node or leaf) can be reached."""
+    keep = set()
+    for node in reversed(order):  # children first
+        for e in node.edges:
+            if e is not None and (id(e) in targets or type(e) is Node and e in keep):
+                keep.add(node)
+                break
+    return keep
+
+
+def _check_grads(node, grads):
+    if not isinstance(grads, (tuple, list)) or len(grads) != len(node.edges):
+        n = len(grads) if isinstance(grads, (tuple, list)) else 1
+        raise ShapeError(f"{node.op.name}: its VJP returned {n} gradient(s) for "
+                         f"{len(node.edges)} input(s); this is a bug in the op's VJP")
+    for i, g in enumerate(grads):
+        meta = node.in_meta[i]
+        if g is None or meta is None:
+            continue
+        shape, dtype, device = meta
+        a = getattr(g, "_array", None)
+        if a is None:
+            raise ShapeError(f"{node.op.name}: its VJP returned a {type(g).__name__} for input "
+                             f"{i}; expected a Tensor of shape {tuple(shape)}")
+        if a.shape != shape:
+            raise ShapeError(f"{node.op.name}: the gradient for input {i} has shape "
+                             f"{tuple(a.shape)} but the input has shape {tuple(shape)}; this is "
+                             "a bug in the op's VJP (a missing un-broadcast or reduction?)")
+        if a.dtype != dtype:
+            raise DTypeError(f"{node.op.name}: the gradient for input {i} has dtype {a.dtype} "
+                             f"but the input has dtype {dtype}; this is a bug in the op's VJP")
+        if g._device != device:
+            raise DeviceError(f"{node.op.name}: the gradient for input {i} is on {g._device} "
+                              f"but the input is on {device}; this is a bug in the op's VJP")
+
+
+def _call_hooks(hooks, g):
+    for fn in list(hooks.values()):
+        new = fn(g)
+        if new is not None:
+            g = new
+    return g
+
+
+def _add(a, b):
+    return b if a is None else a + b
+
+
+def run_backward(roots, root_grads, retain_graph, create_graph, targets=None):
+    """Backpropagate `root_grads` from `roots` (tensors).
+
+    With `targets` (a list of tensors), return their gradients instead of accumulating into
+    leaves' `.grad` (what `autograd.grad` does). Returns None otherwise.
+    """
+    prev = graph._mode.enabled
+    graph._mode.enabled = bool(create_graph)
+    try:
+        return _run(roots, root_grads, retain_graph, create_graph, targets)
+    finally:
+        graph._mode.enabled = prev
+
+
+def _run(roots, root_grads, retain_graph, create_graph, targets):
+    pending = {}      # node -> gradient of its output so far
+    leaf_grads = {}   # id(leaf) -> [leaf, summed gradient]
+    for t, g in zip(roots, root_grads):
+        if t._node is None:
+            _add_leaf(leaf_grads, t, g)
+        else:
+            pending[t._node] = _add(pending.get(t._node), g)
+    order = _toposort([t._node for t in roots if t._node is not None])
+    wanted = None
+    captured = {}
+    retained = set()
+    if targets is not None:
+        target_ids = {id(t._node if t._node is not None else t) for t in targets}
+        wanted = _leads_to(order, target_ids)
+        target_nodes = {t._node for t in targets if t._node is not None}
+    for node in order:
+        g = pending.pop(node, None)
+        if wanted is not None:
+            if node in target_nodes:
+                captured[node] = g
+            if node not in wanted:
+                continue
+        if g is None:
+            continue
+        if node.pre_hooks:
+            g = _call_hooks(node.pre_hooks, g)
+        if node.retain_ref is not None:
+            t = node.retain_ref()
+            if t is not None:
+                t.grad = g if create_graph else g.detach()
+                retained.add(id(g._array))
+        grads = _vjp(node, g, retain_graph)
+        for e, ge in zip(node.edges, grads):
+            if e is None or ge is None:
+                continue
+            if type(e) is Node:
+                pending[e] = _add(pending.get(e), ge)
+            else:
+                _add_leaf(leaf_grads, e, ge)
+    if targets is not None:
+        return [_target_grad(t, leaf_grads, captured) for t in targets]
+    # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
+    handed_out = {id(g._array) for g in root_grads} | retained
+    _accumulate_leaves(leaf_grads, create_graph, handed_out)
+    return None
+
+
+def _vjp(node, g, retain_graph):
+    if node.freed:
+        raise node._freed_error()
+    node.check_versions()
+    grads = node.op.vjp(node, g, **node.attrs)
+    _check_grads(node, grads)
+    if graph._anomaly.enabled:
+        graph._anomaly.on_backward(node, grads)
+    if not retain_graph:
+        node.release()
+    return grads
+
+
+def _add_leaf(leaf_grads, leaf, g):
+    entry = leaf_grads.get(id(leaf))
+    if entry is None:
+        leaf_grads[id(leaf)] = [leaf, g]
+    else:
+        entry[1] = entry[1] + g
+
+
+def _target_grad(t, leaf_grads, captured):
+    if t._node is None:
+        entry = leaf_grads.get(id(t))
+        return None if entry is None else entry[1]
+    return captured.get(t._node)
+
+
+def _accumulate_leaves(leaf_grads, create_graph, handed_out):
+    for leaf, g in leaf_grads.values():
+        if leaf._hooks:
+            g = _call_hooks(leaf._hooks, g)
+        if not create_graph:
+            g = g.detach()
+        if leaf.grad is None:
+            a = g._array
+            # .grad must own its memory: a VJP may hand the same array to two inputs, or a
+            # read-only broadcast view, and optimizers update .grad in place.
+            if a.base is not None or id(a) in handed_out:
+                g = g.clone() if create_graph else type(g)._wrap(a.copy(), g._device)
+            handed_out.add(id(g._array))
+            leaf.grad = g
+        elif create_graph:
+            leaf.grad = leaf.grad + g
+        else:
+            leaf.grad._array += g._array
+            leaf.grad._vc[0] += 1
+
+
+def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """`tensor.backward(...)`: accumulate gradients into the leaves' `.grad`."""
+    from ..tensor import Tensor
+    tensors = list(tensor) if isinstance(tensor, (list, tuple)) else [tensor]
+    if gradient is None:
+        gradients = [None] * len(tensors)
+    elif isinstance(gradient, (list, tuple)):
+        gradients = list(gradient)
+    else:
+        gradients = [gradient]
+    grads = [_root_grad(t, g, "backward") for t, g in zip(tensors, gradients)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        found = run_backward(tensors, grads, retain_graph, create_graph, targets=inputs)
+        for t, g in zip(inputs, found):
+            if g is not None:
+                _accumulate_leaves({id(t): [t, g]}, create_graph, {id(x._array) for x in grads})
+        return
+    run_backward(tensors, grads, retain_graph, create_graph)
+
+
+def _root_grad(t, g, who):
+    from ..tensor import Tensor
+    if not t._rg:
+        raise GraphError(f"{who}: element 0 of tensors does not require grad and does not "
+                         "have a grad_fn\n  hint: make a leaf with requires_grad=True, and do "
+                         "not compute the loss under tg.no_grad()")
+    if g is None:
+        if t._array.size != 1:
+            raise ShapeError(f"{who}: grad can be implicitly created only for scalar outputs; "
+                             f"this output has shape {tuple(t.shape)}\n  hint: reduce it first "
+                             "(loss.sum(), loss.mean()) or pass gradient=")
+        return Tensor._wrap(t._backend.xp.ones_like(t._array), t._device)
+    if not isinstance(g, Tensor):
+        from ..creation import tensor as make
+        g = make(g, dtype=t.dtype, device=t.device)
+    if g.shape != t.shape:
+        raise ShapeError(f"{who}: the gradient has shape {tuple(g.shape)} but the output has "
+                         f"shape {tuple(t.shape)}\n  hint: pass a gradient shaped like the output")
+    return g

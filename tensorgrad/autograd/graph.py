@@ -1,0 +1,171 @@
+"""The autograd graph's node and the grad-mode switch.
+
+A `Node` records one op application: the op, one edge per input (the input's node, the input
+itself when it is a leaf that requires grad, or None), the metadata the engine checks each
+gradient against, and the residuals the VJP needs. It holds its output only as an array
+(never the output Tensor), so a graph has no reference cycles and reference counting alone
+frees it.
+
+Imports nothing from tensorgrad but errors.
+"""
+
+import functools
+import threading
+
+from ..errors import GraphError
+
+
+class _GradMode(threading.local):
+    def __init__(self):
+        self.enabled = True
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled():
+    """True where ops record the graph (the default)."""
+    return _mode.enabled
+
+
+class set_grad_enabled:
+    """Context manager (and decorator) that turns recording on or off."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+        self.prev = _mode.enabled
+        _mode.enabled = self.mode  # PyTorch's set_grad_enabled also acts as a plain call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.prev
+        return False
+
+
+class _ModeContext:
+    mode = True
+
+    def __enter__(self):
+        self.prev = _mode.enabled
+        _mode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_ModeContext):
+    """Ops inside record nothing: `with tg.no_grad(): w -= lr * w.grad`."""
+
+    mode = False
+
+
+class enable_grad(_ModeContext):
+    """Turn recording back on inside a `no_grad` block."""
+
+    mode = True
+
+
+class Node:
+    """One recorded op application (PyTorch's `grad_fn`)."""
+
+    __slots__ = ("op", "edges", "in_meta", "needs_input_grad", "attrs", "inputs", "versions",
+                 "out_array", "out_meta", "out_version", "res", "freed", "pre_hooks",
+                 "retain_ref", "trace", "__weakref__")
+
+    def __init__(self, op, edges, in_meta, needs_input_grad, attrs):
+        self.op = op
+        self.edges = edges
+        self.in_meta = in_meta
+        self.needs_input_grad = needs_input_grad
+        self.attrs = attrs
+        self.inputs = None        # saved inputs (tensors and scalars) if the op asked for them
+        self.versions = None      # (version counter, version at save) per saved tensor
+        self.out_array = None     # saved output array if the op asked for it
+        self.out_meta = None      # (shape, dtype, device) of the output
+        self.out_version = None
+        self.res = None           # the forward's non-differentiable residuals
+        self.freed = False
+        self.pre_hooks = None     # hooks registered on the (non-leaf) output tensor
+        self.retain_ref = None    # weakref to the output tensor when it retains its grad
+        self.trace = None         # creation stack, recorded in anomaly mode
+
+    def name(self):
+        return f"{self.op.name.title().replace('_', '')}Backward"
+
+    def __repr__(self):
+        return f"<{self.name()}>"
+
+    # -- what VJPs read ------------------------------------------------------------------
+    @property
+    def out(self):
+        """The op's output as a Tensor; graph-connected to this node under create_graph."""
+        from ..tensor import Tensor
+        if self.out_array is None:
+            raise self._freed_error() if self.freed else GraphError(
+                f"{self.op.name}: the VJP reads ctx.out but the op did not save its output "
+                "(register it with save_out=True)")
+        shape, dtype, device = self.out_meta
+        if _mode.enabled:
+            return Tensor._wrap(self.out_array, device, True, self, self.out_version[0])
+        return Tensor._wrap(self.out_array, device, False, None, self.out_version[0])
+
+    @property
+    def saved_tensors(self):
+        return self.inputs
+
+    def _freed_error(self):
+        return GraphError(
+            f"{self.op.name}: trying to backward through the graph a second time (or to read "
+            "saved values after they were freed); the saved values were released by the first "
+            "backward.\n  hint: pass retain_graph=True to the first backward() or "
+            "autograd.grad() call if you need to backward through the graph twice")
+
+    def check_versions(self):
+        """GraphError if a tensor this node saved was modified in place since."""
+        if self.versions:
+            for i, (vc, version) in enumerate(self.versions):
+                if vc is not None and vc[0] != version:
+                    raise self._version_error(f"input {i}", version, vc[0])
+        if self.out_version is not None:
+            vc, version = self.out_version
+            if vc[0] != version:
+                raise self._version_error("its output", version, vc[0])
+
+    def _version_error(self, which, saved, now):
+        return GraphError(
+            f"{self.op.name}: one of the tensors needed for gradient computation ({which} of "
+            f"{self.name()}) has been modified by an in-place operation: it was at version "
+            f"{saved} when saved and is now at version {now}.\n  hint: use the out-of-place "
+            "op (x = x + y instead of x += y), or .clone() the tensor before modifying it")
+
+    def release(self):
+        """Drop the residuals once the VJP has run (unless retain_graph)."""
+        if self.inputs is not None or self.out_array is not None or self.res is not None:
+            self.freed = True
+        self.inputs = self.versions = self.out_array = self.out_version = self.res = None
+
+
+class _AnomalyState:
+    """Whether anomaly mode is on; `autograd/anomaly.py` installs the checks it runs."""
+
+    enabled = False
+
+    def on_forward(self, node, inputs, out):
+        pass
+
+    def on_backward(self, node, grads):
+        pass
+
+
+_anomaly = _AnomalyState()

@@ -1,0 +1,294 @@
+"""Shape and layout ops: casts and transfers, reshape/view, expand/broadcast_to, transpose,
+permute, squeeze/unsqueeze, flatten, cat/stack/split/chunk, repeat/tile, pad, tril/triu.
+
+Views (reshape, transpose, permute, expand) share storage where NumPy would, and then share
+their base's version counter, so an in-place write through either is seen by saved-tensor
+checks.
+"""
+
+import math
+
+from .. import backend_api
+from ..dtypes import as_dtype
+from ..errors import ShapeError
+from ..tensor import Tensor
+from ._util import need_tensor, norm_dim
+from .broadcast import unbroadcast
+from .registry import apply, register
+
+
+# ---- dtype casts and device transfers -------------------------------------------------------
+def _to_dtype(xp, x, dtype):
+    return x.astype(dtype)
+
+
+def _to_dtype_vjp(ctx, g, dtype):
+    return (to_dtype(g, ctx.in_meta[0][1]),)
+
+
+TO_DTYPE = register("to_dtype", _to_dtype, _to_dtype_vjp)
+
+
+def to_dtype(x, dtype):
+    """`x` cast to `dtype` (x itself when it already has it); differentiable between floats."""
+    d = as_dtype(dtype)
+    if x._array.dtype == d.np:
+        return x
+    out = apply(TO_DTYPE, (x,), {"dtype": d.np})
+    if not d.is_floating_point and out._rg:
+        out = out.detach()  # gradients do not flow into integer tensors
+    return out
+
+
+def _transfer(array, source, target):
+    # Through host memory: correct for any pair of backends.
+    host = backend_api.get_backend(source.type).to_numpy(array)
+    dst = backend_api.usable_backend(target.type)
+    return dst.asarray(host, None, target.index)
+
+
+def _to_device_vjp(ctx, g, target, source):
+    return (_to_device(g, source),)
+
+
+def _to_device_fwd(xp, x, target, source):
+    return _transfer(x, source, target)
+
+
+# Dispatch runs an op on its inputs' device, so `_to_device` records this op by hand.
+TO_DEVICE = register("to_device", _to_device_fwd, _to_device_vjp)
+
+
+def _to_device(x, target):
+    """Copy `x` to device `target`, recorded so the gradient flows back to x's device."""
+    from ..autograd import graph
+    from .registry import _record
+    source = x._device
+    out = _to_device_fwd(None, x._array, target, source)
+    if not (x._rg and graph._mode.enabled):
+        return Tensor._wrap(out, target)
+    return _record(TO_DEVICE, (x,), {"target": target, "source": source}, out, None, target,
+                   None)
+
+
+# ---- reshape / view / flatten -------------------------------------------------------------
+def _reshape(xp, x, shape):
+    return xp.reshape(x, shape)
+
+
+def _reshape_vjp(ctx, g, shape):
+    return (g.reshape(ctx.in_meta[0][0]),)
+
+
+RESHAPE = register("reshape", _reshape, _reshape_vjp, view=True)
+
+
+def _shape_arg(shape, op):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        return tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{op}(): shape must be ints, got {shape!r}") from None
+
+
+def _infer_shape(shape, numel, in_shape, op):
+    if shape.count(-1) > 1:
+        raise ShapeError(f"{op}: only one dimension can be inferred (-1), got {shape}")
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if known == 0 or numel % known:
+            raise _reshape_error(op, in_shape, shape, numel)
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    elif known != numel:
+        raise _reshape_error(op, in_shape, shape, numel)
+    return shape
+
+
+def _reshape_error(op, in_shape, shape, numel):
+    return ShapeError(f"{op}: shape {tuple(shape)} is invalid for an input of shape "
+                      f"{tuple(in_shape)} ({numel} elements)\n  hint: the new shape must have "
+                      f"{numel} elements; use -1 for one dimension to infer it")
+
+
+def reshape(input, *shape):
+    """The same elements in a new shape (a view where NumPy can make one); -1 infers a size."""
+    need_tensor(input, "reshape")
+    shape = _infer_shape(_shape_arg(shape, "reshape"), input._array.size, input.shape, "reshape")
+    if shape == input._array.shape:
+        return input
+    return apply(RESHAPE, (input,), {"shape": shape})
+
+
+def view(input, *shape):
+    return reshape(input, *shape)
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    need_tensor(input, "flatten")
+    if input.ndim == 0:
+        return reshape(input, 1)
+    s = norm_dim(start_dim, input.ndim, "flatten")
+    e = norm_dim(end_dim, input.ndim, "flatten")
+    if s > e:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = input.shape
+    return reshape(input, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+
+def view_as(input, other):
+    return reshape(input, other.shape)
+
+
+def reshape_as(input, other):
+    return reshape(input, other.shape)
+
+
+# ---- expand / broadcast_to ---------------------------------------------------------------
+def _broadcast_to(xp, x, shape):
+    return xp.broadcast_to(x, shape)
+
+
+def _broadcast_to_vjp(ctx, g, shape):
+    return (unbroadcast(g, ctx.in_meta[0][0]),)
+
+
+BROADCAST_TO = register("broadcast_to", _broadcast_to, _broadcast_to_vjp, view=True)
+
+
+def broadcast_to(input, shape):
+    """A read-only view of `input` repeated (without copying) to `shape`."""
+    need_tensor(input, "broadcast_to")
+    shape = tuple(int(s) for s in shape)
+    if shape == input._array.shape:
+        return input
+    lead = len(shape) - input.ndim
+    ok = lead >= 0 and all(d == s or d == 1 for d, s in zip(input.shape, shape[lead:]))
+    if not ok:
+        raise ShapeError(f"broadcast_to/expand: cannot expand shape {tuple(input.shape)} to "
+                         f"{shape}\n  hint: only size-1 dimensions can be expanded, and new "
+                         "dimensions go on the left")
+    return apply(BROADCAST_TO, (input,), {"shape": shape})
+
+
+def expand(input, *sizes):
+    """PyTorch's expand: like broadcast_to, with -1 meaning 'keep this size'."""
+    sizes = _shape_arg(sizes, "expand")
+    lead = len(sizes) - input.ndim
+    shape = tuple(input.shape[i - lead] if s == -1 and i >= lead else s
+                  for i, s in enumerate(sizes))
+    return broadcast_to(input, shape)
+
+
+def expand_as(input, other):
+    return broadcast_to(input, other.shape)
+
+
+# ---- transpose / permute ----------------------------------------------------------------
+def _permute(xp, x, dims):
+    return xp.transpose(x, dims)
+
+
+def _permute_vjp(ctx, g, dims):
+    inverse = [0] * len(dims)
+    for i, d in enumerate(dims):
+        inverse[d] = i
+    return (permute(g, tuple(inverse)),)
+
+
+PERMUTE = register("permute", _permute, _permute_vjp, view=True)
+
+
+def permute(input, *dims):
+    need_tensor(input, "permute")
+    dims = _shape_arg(dims, "permute")
+    if len(dims) != input.ndim:
+        raise ShapeError(f"permute: the number of dims ({len(dims)}) does not match the "
+                         f"number of dimensions of the input {tuple(input.shape)}")
+    dims = tuple(norm_dim(d, input.ndim, "permute") for d in dims)
+    if sorted(dims) != list(range(input.ndim)):
+        raise ShapeError(f"permute: dims {dims} is not a permutation of 0..{input.ndim - 1}")
+    if dims == tuple(range(input.ndim)):
+        return input
+    return apply(PERMUTE, (input,), {"dims": dims})
+
+
+def transpose(input, dim0, dim1):
+    """Swap two dimensions (PyTorch's transpose, not NumPy's)."""
+    need_tensor(input, "transpose")
+    n = input.ndim
+    if n == 0:
+        return input
+    d0, d1 = norm_dim(dim0, n, "transpose"), norm_dim(dim1, n, "transpose")
+    dims = list(range(n))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return permute(input, tuple(dims))
+
+
+swapaxes = swapdims = transpose
+
+
+def t(input):
+    if input.ndim > 2:
+        raise ShapeError(f"t: expects a tensor with <= 2 dimensions, got {tuple(input.shape)}"
+                         "\n  hint: use transpose(dim0, dim1) or .mT for batches")
+    return transpose(input, 0, 1) if input.ndim == 2 else input
+
+
+def _T(self):
+    return permute(self, tuple(range(self.ndim - 1, -1, -1))) if self.ndim > 1 else self
+
+
+def _mT(self):
+    if self.ndim < 2:
+        raise ShapeError(f"mT: expects a tensor with >= 2 dimensions, got {tuple(self.shape)}")
+    return transpose(self, -2, -1)
+
+
+# ---- copies ----------------------------------------------------------------------------
+def _clone(xp, x):
+    return x.copy()
+
+
+def _clone_vjp(ctx, g):
+    return (g,)
+
+
+CLONE = register("clone", _clone, _clone_vjp)
+
+
+def clone(input):
+    return apply(CLONE, (need_tensor(input, "clone"),))
+
+
+def _contiguous(xp, x):
+    return xp.ascontiguousarray(x)
+
+
+CONTIGUOUS = register("contiguous", _contiguous, _clone_vjp, view=True)
+
+
+def contiguous(input):
+    return apply(CONTIGUOUS, (need_tensor(input, "contiguous"),))
+
+
+def _cast_method(dtype_name):
+    def cast(self):
+        return to_dtype(self, dtype_name)
+    cast.__name__ = dtype_name
+    return cast
+
+
+METHODS = {
+    "reshape": reshape, "view": view, "flatten": flatten, "view_as": view_as,
+    "reshape_as": reshape_as, "expand": expand, "expand_as": expand_as,
+    "broadcast_to": broadcast_to, "permute": permute, "transpose": transpose,
+    "swapaxes": swapaxes, "swapdims": swapdims, "t": t, "T": property(_T), "mT": property(_mT),
+    "clone": clone, "contiguous": contiguous,
+    "float": _cast_method("float32"), "double": _cast_method("float64"),
+    "half": _cast_method("float16"), "int": _cast_method("int32"),
+    "long": _cast_method("int64"), "short": _cast_method("int16"), "bool": _cast_method("bool"),
+    "byte": _cast_method("uint8"), "char": _cast_method("int8"),
+}
+__all__ = ["reshape", "flatten", "broadcast_to", "permute", "transpose", "swapaxes",
+           "swapdims", "t", "clone"]
