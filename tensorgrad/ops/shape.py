@@ -1,5 +1,6 @@
 """Shape and layout ops: casts and transfers, reshape/view, expand/broadcast_to, transpose,
-permute, squeeze/unsqueeze, flatten, cat/stack/split/chunk, repeat/tile, pad, tril/triu.
+permute, movedim, squeeze/unsqueeze, flatten/unflatten, flip/roll, tril/triu. Ops that cut
+or join tensors (narrow, split, cat, stack, pad, repeat/tile) live in join.py.
 
 Views (reshape, transpose, permute, expand) share storage where NumPy would, and then share
 their base's version counter, so an in-place write through either is seen by saved-tensor
@@ -12,7 +13,7 @@ from .. import backend_api
 from ..dtypes import as_dtype
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._util import need_tensor, norm_dim
+from ._util import need_tensor, norm_dim, norm_dims
 from .broadcast import unbroadcast
 from .registry import apply, register
 
@@ -95,6 +96,9 @@ def _shape_arg(shape, op):
 def _infer_shape(shape, numel, in_shape, op):
     if shape.count(-1) > 1:
         raise ShapeError(f"{op}: only one dimension can be inferred (-1), got {shape}")
+    if any(s < -1 for s in shape):
+        raise ShapeError(f"{op}: invalid shape dimension {min(shape)} in {shape}\n  hint: sizes "
+                         "must be >= 0, or -1 for the one dimension to infer")
     known = math.prod(s for s in shape if s != -1)
     if -1 in shape:
         if known == 0 or numel % known:
@@ -144,6 +148,37 @@ def reshape_as(input, other):
     return reshape(input, other.shape)
 
 
+def unflatten(input, dim, sizes):
+    """Split dimension `dim` into `sizes` (one of them may be -1)."""
+    need_tensor(input, "unflatten")
+    d = norm_dim(dim, input.ndim, "unflatten")
+    sizes = _infer_shape(_shape_arg((sizes,), "unflatten"), input.shape[d], (input.shape[d],),
+                         "unflatten")
+    return reshape(input, input.shape[:d] + sizes + input.shape[d + 1:])
+
+
+# ---- squeeze / unsqueeze: reshapes that drop or add size-1 dimensions ---------------------
+def squeeze(input, dim=None):
+    """Drop size-1 dimensions (all of them, or those in `dim`; others in `dim` stay, as in
+    PyTorch).
+
+    >>> import tensorgrad as tg
+    >>> tg.zeros(2, 1, 3, 1).squeeze((1, 2)).shape
+    (2, 3, 1)
+    """
+    need_tensor(input, "squeeze")
+    dims = range(input.ndim) if dim is None else norm_dims(dim, input.ndim, "squeeze")
+    shape = tuple(s for i, s in enumerate(input.shape) if not (s == 1 and i in dims))
+    return reshape(input, shape)
+
+
+def unsqueeze(input, dim):
+    """Insert a size-1 dimension at `dim` (from -ndim-1 to ndim)."""
+    need_tensor(input, "unsqueeze")
+    d = norm_dim(dim, input.ndim + 1, "unsqueeze")
+    return reshape(input, input.shape[:d] + (1,) + input.shape[d:])
+
+
 # ---- expand / broadcast_to ---------------------------------------------------------------
 def _broadcast_to(xp, x, shape):
     return xp.broadcast_to(x, shape)
@@ -163,7 +198,8 @@ def broadcast_to(input, shape):
     if shape == input._array.shape:
         return input
     lead = len(shape) - input.ndim
-    ok = lead >= 0 and all(d == s or d == 1 for d, s in zip(input.shape, shape[lead:]))
+    ok = lead >= 0 and min(shape, default=0) >= 0 and all(
+        d == s or d == 1 for d, s in zip(input.shape, shape[lead:], strict=True))
     if not ok:
         raise ShapeError(f"broadcast_to/expand: cannot expand shape {tuple(input.shape)} to "
                          f"{shape}\n  hint: only size-1 dimensions can be expanded, and new "
@@ -245,6 +281,116 @@ def _mT(self):
     return transpose(self, -2, -1)
 
 
+def _dim_tuple(dims, ndim, op):
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return tuple(norm_dim(d, ndim, op) for d in dims)
+
+
+def movedim(input, source, destination):
+    """Move dimensions `source` to positions `destination`; the others keep their order."""
+    need_tensor(input, "movedim")
+    src = _dim_tuple(source, input.ndim, "movedim")
+    dst = _dim_tuple(destination, input.ndim, "movedim")
+    if len(src) != len(dst):
+        raise ShapeError(f"movedim: source {source} and destination {destination} must name "
+                         "the same number of dimensions")
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise ShapeError(f"movedim: repeated dim in source {source} or destination "
+                         f"{destination}")
+    order = [d for d in range(input.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src, strict=True)):
+        order.insert(d, s)
+    return permute(input, tuple(order))
+
+
+moveaxis = movedim
+
+
+# ---- flip / roll / tril / triu: copies that move or mask elements -----------------------
+def _flip(xp, x, dims):
+    return xp.flip(x, axis=dims).copy()  # PyTorch's flip copies; NumPy's would be a view
+
+
+def _flip_vjp(ctx, g, dims):
+    return (apply(FLIP, (g,), {"dims": dims}),)
+
+
+FLIP = register("flip", _flip, _flip_vjp)
+
+
+def flip(input, *dims_args, dims=None):
+    """Reverse the order of elements along `dims`: `x.flip(0)`, `tg.flip(x, (0, 1))`."""
+    need_tensor(input, "flip")
+    if dims is None:
+        dims = dims_args[0] if len(dims_args) == 1 else dims_args
+    return apply(FLIP, (input,), {"dims": _dim_tuple(dims, input.ndim, "flip")})
+
+
+def _roll(xp, x, shifts, dims):
+    return xp.roll(x, shifts, axis=dims)
+
+
+def _roll_vjp(ctx, g, shifts, dims):
+    back = -shifts if isinstance(shifts, int) else tuple(-s for s in shifts)
+    return (apply(ROLL, (g,), {"shifts": back, "dims": dims}),)
+
+
+ROLL = register("roll", _roll, _roll_vjp)
+
+
+def roll(input, shifts, dims=None):
+    """Shift elements circularly along `dims` (over the flattened tensor when None)."""
+    need_tensor(input, "roll")
+    if dims is None:
+        if not isinstance(shifts, int):
+            (shifts,) = shifts  # PyTorch allows one shift without dims
+        return apply(ROLL, (input,), {"shifts": int(shifts), "dims": None})
+    dims = _dim_tuple(dims, input.ndim, "roll")
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(int(s) for s in shifts)
+    if len(shifts) != len(dims):
+        raise ShapeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    return apply(ROLL, (input,), {"shifts": shifts, "dims": dims})
+
+
+def _tril(xp, x, diagonal):
+    return xp.tril(x, diagonal)
+
+
+def _tril_vjp(ctx, g, diagonal):
+    return (apply(TRIL, (g,), {"diagonal": diagonal}),)
+
+
+def _triu(xp, x, diagonal):
+    return xp.triu(x, diagonal)
+
+
+def _triu_vjp(ctx, g, diagonal):
+    return (apply(TRIU, (g,), {"diagonal": diagonal}),)
+
+
+TRIL = register("tril", _tril, _tril_vjp)
+TRIU = register("triu", _triu, _triu_vjp)
+
+
+def _triangle(op, input, diagonal):
+    need_tensor(input, op.name)
+    if input.ndim < 2:
+        raise ShapeError(f"{op.name}: input must have at least 2 dimensions, got shape "
+                         f"{tuple(input.shape)}\n  hint: it works on the last two dimensions "
+                         "(matrices, batched); reshape a vector first")
+    return apply(op, (input,), {"diagonal": int(diagonal)})
+
+
+def tril(input, diagonal=0):
+    """The lower triangle of the last two dims (on and below `diagonal`); the rest is 0."""
+    return _triangle(TRIL, input, diagonal)
+
+
+def triu(input, diagonal=0):
+    """The upper triangle of the last two dims (on and above `diagonal`); the rest is 0."""
+    return _triangle(TRIU, input, diagonal)
+
+
 # ---- copies ----------------------------------------------------------------------------
 def _clone(xp, x):
     return x.copy()
@@ -284,11 +430,14 @@ METHODS = {
     "reshape_as": reshape_as, "expand": expand, "expand_as": expand_as,
     "broadcast_to": broadcast_to, "permute": permute, "transpose": transpose,
     "swapaxes": swapaxes, "swapdims": swapdims, "t": t, "T": property(_T), "mT": property(_mT),
-    "clone": clone, "contiguous": contiguous,
+    "clone": clone, "contiguous": contiguous, "unflatten": unflatten, "squeeze": squeeze,
+    "unsqueeze": unsqueeze, "movedim": movedim, "moveaxis": moveaxis, "flip": flip,
+    "roll": roll, "tril": tril, "triu": triu,
     "float": _cast_method("float32"), "double": _cast_method("float64"),
     "half": _cast_method("float16"), "int": _cast_method("int32"),
     "long": _cast_method("int64"), "short": _cast_method("int16"), "bool": _cast_method("bool"),
     "byte": _cast_method("uint8"), "char": _cast_method("int8"),
 }
-__all__ = ["reshape", "flatten", "broadcast_to", "permute", "transpose", "swapaxes",
-           "swapdims", "t", "clone"]
+__all__ = ["reshape", "flatten", "unflatten", "broadcast_to", "permute", "transpose",
+           "swapaxes", "swapdims", "t", "clone", "squeeze", "unsqueeze", "movedim", "moveaxis",
+           "flip", "roll", "tril", "triu"]
