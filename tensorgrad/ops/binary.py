@@ -7,7 +7,8 @@ un-broadcasts it to the input's shape with the one shared helper.
 
 import math
 
-from ..dtypes import _FLOAT, get_default_dtype, result_type
+from ..dtypes import _BOOL, _FLOAT, _INT, get_default_dtype, result_type
+from ..errors import DTypeError
 from ..tensor import Tensor
 from ._util import wrap_like
 from .broadcast import broadcast_shapes, unbroadcast
@@ -44,7 +45,17 @@ def _operands(a, b, op, true_div=False):
         b = to_dtype(b, dt)
     if isinstance(a, Tensor) and isinstance(b, Tensor) and a._array.shape != b._array.shape:
         broadcast_shapes(a._array.shape, b._array.shape, op=op)
-    return a, b
+    return _wrap_int(a, dt), _wrap_int(b, dt)
+
+
+def _wrap_int(x, dt):
+    # PyTorch casts an out-of-range Python int to the integer dtype, wrapping around
+    # (uint8 + -1 adds 255); NumPy 2 raises OverflowError instead.
+    if dt.category != _INT or isinstance(x, (Tensor, bool, float)):
+        return x
+    bits = 8 * dt.itemsize
+    x &= (1 << bits) - 1
+    return x - (1 << bits) if dt.is_signed and x >= 1 << (bits - 1) else x
 
 
 # ---- arithmetic ---------------------------------------------------------------------------
@@ -109,7 +120,8 @@ def _pow_vjp(ctx, g):
     ga = gb = None
     if need_a:
         if isinstance(b, Tensor):
-            ga = g * b * a ** (b - 1)
+            # PyTorch defines it as 0 where b == 0 (not 0 * a**-1, which is nan at a == 0).
+            ga = where(b == 0, 0, g * b * a ** (b - 1))
         else:
             ga = g * 0 if b == 0 else g * b * a ** (b - 1)
     if need_b:
@@ -118,7 +130,8 @@ def _pow_vjp(ctx, g):
             # d/db a**b = a**b log a; PyTorch defines it as 0 where a == 0 and b >= 0.
             gb = where((a == 0) & (b >= 0), 0, g * out * a.log())
         else:
-            gb = g * out * math.log(a) if a > 0 else g * 0
+            # log of a negative base is nan, as in PyTorch; 0 ** b counts as 0 (see above).
+            gb = g * out * math.log(a) if a > 0 else g * (0 if a == 0 else math.nan)
     return _reduce(ctx, 0, ga) if need_a else None, _reduce(ctx, 1, gb) if need_b else None
 
 
@@ -197,7 +210,10 @@ BITWISE_NOT = _nograd("bitwise_not", lambda xp, a: xp.invert(a))
 
 # ---- public functions ---------------------------------------------------------------------
 def _binary(op, a, b, name):
-    a, b = _operands(a, b, name)
+    # Fast path: two tensors of one dtype and shape need no promotion or broadcast check.
+    if (type(a) is not Tensor or type(b) is not Tensor or a._array.dtype is not b._array.dtype
+            or a._array.shape != b._array.shape):
+        a, b = _operands(a, b, name)
     return apply(op, (a, b))
 
 
@@ -206,6 +222,11 @@ def add(input, other, *, alpha=1):
 
 
 def sub(input, other, *, alpha=1):
+    if any(isinstance(x, bool) or isinstance(x, Tensor) and x.dtype.category == _BOOL
+           for x in (input, other)):
+        raise DTypeError("sub: subtraction, the `-` operator, with a bool tensor is not "
+                         "supported\n  hint: to invert a mask use `~` or logical_not(); to "
+                         "subtract numbers convert first, e.g. x.long()")
     return _binary(SUB, input, other if alpha == 1 else other * alpha, "sub")
 
 
@@ -250,6 +271,10 @@ def where(condition, input, other):
     if not isinstance(condition, Tensor) or condition.dtype.name != "bool":
         raise TypeError("where(): 'condition' must be a bool Tensor, got "
                         f"{getattr(condition, 'dtype', type(condition).__name__)}")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        # Two Python scalars: PyTorch gives their result type (int64, or the default float).
+        from ..creation import tensor
+        input = tensor(input, dtype=result_type(input, other), device=condition.device)
     a, b = _operands(input, other, "where")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError("where(): expected at least one Tensor among input and other")
