@@ -70,8 +70,9 @@ def register_backend(backend, *, replace=False):
     """
     if isinstance(backend, type):
         backend = backend()
+    # Looked up on the class: touching `xp` on the instance may import CuPy.
     missing = [a for a in ("name", "device_types", "xp", "availability", "asarray", "to_numpy")
-               if not hasattr(backend, a)]
+               if not hasattr(type(backend), a) and a not in vars(backend)]
     if missing:
         raise TypeError(f"register_backend: {type(backend).__name__} lacks {', '.join(missing)}"
                         " of the Backend protocol (tensorgrad.backend_api.Backend)")
@@ -84,6 +85,7 @@ def register_backend(backend, *, replace=False):
     _backends[backend.name] = backend
     for t in backend.device_types:
         _by_type[t] = backend
+    _forget_cached(backend.device_types)
     if _seed is not None and hasattr(backend, "manual_seed"):
         backend.manual_seed(_seed)
     return backend
@@ -96,6 +98,15 @@ def unregister_backend(name):
         for t in backend.device_types:
             if _by_type.get(t) is backend:
                 del _by_type[t]
+        _forget_cached(backend.device_types)
+
+
+def _forget_cached(device_types):
+    # Dispatch caches each device's backend on its canonical device object (devices.as_device).
+    from .devices import _CANONICAL
+    for (kind, _), dev in _CANONICAL.items():
+        if kind in device_types:
+            dev._backend = None
 
 
 def _read_entry_points():

@@ -27,18 +27,19 @@ def _host(data, dtype):
             and not isinstance(data, (list, tuple)):
         return data  # a device array: the backend takes it as it is
     else:
-        arr = _from_python(data)
+        arr = _from_python(data, dtype)
     if dtype is not None:
         arr = arr.astype(dtype.np, copy=False)
     return arr
 
 
-def _from_python(data):
+def _from_python(data, dtype=None):
     if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
         data = _tensors_to_lists(data)
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
-        arr = arr.astype(get_default_dtype().np)  # Python floats get the default dtype
+        if dtype is None:  # an explicit dtype must not be rounded through the default first
+            arr = arr.astype(get_default_dtype().np)  # Python floats get the default dtype
     elif arr.dtype.kind in "iu":
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "b":
@@ -206,6 +207,8 @@ def randn(*size, dtype=None, device=None, requires_grad=False):
 
 
 def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False):
+    if size is None and isinstance(high, (tuple, list)):
+        high, size = None, high  # randint(high, size), as PyTorch
     if high is None:
         low, high = 0, low
     if size is None:

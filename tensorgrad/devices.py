@@ -24,9 +24,10 @@ class device:
     ('cuda:1', True)
     """
 
-    __slots__ = ("type", "index")
+    __slots__ = ("type", "index", "_backend")
 
     def __init__(self, spec, index=None):
+        self._backend = None  # cached by dispatch on the canonical instances (as_device)
         if isinstance(spec, device):
             self.type, self.index = spec.type, spec.index
             return
@@ -123,28 +124,26 @@ def get_default_device():
 
 
 def as_device(spec):
-    """`None` → the default device; a string or device → a device with its index filled."""
+    """`None` → the default device; a string or device → the canonical device object.
+
+    Tensors carry canonical devices (one object per device), so dispatch compares them with
+    `is`. Off the CPU they always carry an index ("cuda:0"), as PyTorch's do.
+    """
     if spec is None:
         d = get_default_device()
     elif isinstance(spec, device):
         d = spec
     else:
         d = device(spec)
-    if d.index is None and d.type != "cpu":
-        d = _indexed(d.type)
-    return d
+    index = None if d.type == "cpu" else (d.index or 0)
+    canonical = _CANONICAL.get((d.type, index))
+    if canonical is None:
+        canonical = _CANONICAL[(d.type, index)] = device(d.type, index)
+    return canonical
 
 
-_INDEXED = {}
-
-
-def _indexed(kind):
-    # Tensors off the CPU always carry an index ("cuda:0"), as PyTorch's do.
-    d = _INDEXED.get(kind)
-    if d is None:
-        d = _INDEXED[kind] = device(kind, 0)
-    return d
+_CANONICAL = {}
 
 
 _CPU = device.__new__(device)
-_CPU.type, _CPU.index = "cpu", None
+_CPU.type, _CPU.index, _CPU._backend = "cpu", None, None

@@ -6,8 +6,12 @@ import numpy as np
 def tensor_repr(t):
     arr = t._backend.to_numpy(t._array)
     if arr.dtype.kind == "f":
+        # PyTorch prints whole numbers as `1.` and anything else with 4 fixed decimals.
+        finite = arr[np.isfinite(arr)]
+        whole = bool(np.all(finite == np.round(finite)))
         body = np.array2string(arr, separator=", ", prefix="tensor(", precision=4,
-                               suppress_small=True, threshold=1000, edgeitems=3)
+                               suppress_small=True, threshold=1000, edgeitems=3,
+                               floatmode="maxprec" if whole else "fixed")
     else:
         body = np.array2string(arr, separator=", ", prefix="tensor(", threshold=1000)
     extras = []

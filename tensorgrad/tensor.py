@@ -33,7 +33,10 @@ class Tensor:
 
     def __init__(self, data, *, dtype=None, device=None, requires_grad=False):
         from .creation import tensor
-        t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+        from .dtypes import get_default_dtype
+        # As torch.Tensor(data): the default dtype whatever the data (tg.tensor infers it).
+        t = tensor(data, dtype=dtype or get_default_dtype(), device=device,
+                   requires_grad=requires_grad)
         self._array, self._device, self._rg = t._array, t._device, t._rg
         self._node, self.grad, self._vc, self._hooks = None, None, [0], None
 
@@ -192,8 +195,8 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (see tg.autograd.backward)."""
-        from .autograd.engine import backward
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        from .autograd import engine  # imported here: the engine imports this module
+        engine.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     # -- conversion to Python and NumPy -----------------------------------------------------
     def numpy(self, *, force=False):

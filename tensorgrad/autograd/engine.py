@@ -11,6 +11,7 @@ VJPs run with grad mode off, or on under `create_graph` (so gradients are differ
 """
 
 from ..errors import DeviceError, DTypeError, GraphError, ShapeError
+from ..tensor import Tensor
 from . import graph
 from .graph import Node
 
@@ -49,7 +50,9 @@ def _leads_to(order, targets):
 
 
 def _check_grads(node, grads):
-    if not isinstance(grads, (tuple, list)) or len(grads) != len(node.edges):
+    """Every VJP's result is checked: the classic wrong-shaped-gradient bug cannot pass."""
+    if type(grads) is not tuple and not isinstance(grads, (tuple, list)) \
+            or len(grads) != len(node.edges):
         n = len(grads) if isinstance(grads, (tuple, list)) else 1
         raise ShapeError(f"{node.op.name}: its VJP returned {n} gradient(s) for "
                          f"{len(node.edges)} input(s); this is a bug in the op's VJP")
@@ -57,21 +60,28 @@ def _check_grads(node, grads):
         meta = node.in_meta[i]
         if g is None or meta is None:
             continue
-        shape, dtype, device = meta
         a = getattr(g, "_array", None)
-        if a is None:
-            raise ShapeError(f"{node.op.name}: its VJP returned a {type(g).__name__} for input "
-                             f"{i}; expected a Tensor of shape {tuple(shape)}")
-        if a.shape != shape:
-            raise ShapeError(f"{node.op.name}: the gradient for input {i} has shape "
-                             f"{tuple(a.shape)} but the input has shape {tuple(shape)}; this is "
-                             "a bug in the op's VJP (a missing un-broadcast or reduction?)")
-        if a.dtype != dtype:
-            raise DTypeError(f"{node.op.name}: the gradient for input {i} has dtype {a.dtype} "
-                             f"but the input has dtype {dtype}; this is a bug in the op's VJP")
-        if g._device != device:
-            raise DeviceError(f"{node.op.name}: the gradient for input {i} is on {g._device} "
-                              f"but the input is on {device}; this is a bug in the op's VJP")
+        if a is None or a.shape != meta[0] or a.dtype != meta[1] or g._device is not meta[2]:
+            _grad_mismatch(node, i, g, meta)
+
+
+def _grad_mismatch(node, i, g, meta):
+    shape, dtype, device = meta
+    a = getattr(g, "_array", None)
+    if a is None:
+        raise ShapeError(f"{node.op.name}: its VJP returned a {type(g).__name__} for input "
+                         f"{i}; expected a Tensor of shape {tuple(shape)}")
+    if a.shape != shape:
+        raise ShapeError(f"{node.op.name}: the gradient for input {i} has shape "
+                         f"{tuple(a.shape)} but the input has shape {tuple(shape)}; this is "
+                         "a bug in the op's VJP (a missing un-broadcast or reduction?)")
+    if a.dtype != dtype:
+        raise DTypeError(f"{node.op.name}: the gradient for input {i} has dtype {a.dtype} "
+                         f"but the input has dtype {dtype}; this is a bug in the op's VJP")
+    if g._device != device:
+        raise DeviceError(f"{node.op.name}: the gradient for input {i} is on {g._device} "
+                          f"but the input is on {device}; this is a bug in the op's VJP")
+    g._device = device  # equal but not the canonical object: adopt the canonical one
 
 
 def _call_hooks(hooks, g):
@@ -199,7 +209,6 @@ def _accumulate_leaves(leaf_grads, create_graph, handed_out):
 
 def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
     """`tensor.backward(...)`: accumulate gradients into the leaves' `.grad`."""
-    from ..tensor import Tensor
     tensors = list(tensor) if isinstance(tensor, (list, tuple)) else [tensor]
     if gradient is None:
         gradients = [None] * len(tensors)
@@ -221,7 +230,6 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
 
 
 def _root_grad(t, g, who):
-    from ..tensor import Tensor
     if not t._rg:
         raise GraphError(f"{who}: element 0 of tensors does not require grad and does not "
                          "have a grad_fn\n  hint: make a leaf with requires_grad=True, and do "
@@ -231,7 +239,8 @@ def _root_grad(t, g, who):
             raise ShapeError(f"{who}: grad can be implicitly created only for scalar outputs; "
                              f"this output has shape {tuple(t.shape)}\n  hint: reduce it first "
                              "(loss.sum(), loss.mean()) or pass gradient=")
-        return Tensor._wrap(t._backend.xp.ones_like(t._array), t._device)
+        xp = (t._device._backend or t._backend).xp
+        return Tensor._wrap(xp.ones_like(t._array), t._device)
     if not isinstance(g, Tensor):
         from ..creation import tensor as make
         g = make(g, dtype=t.dtype, device=t.device)

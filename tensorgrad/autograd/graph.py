@@ -43,9 +43,26 @@ class set_grad_enabled:
         _mode.enabled = self.prev
         return False
 
+    def __call__(self, fn):
+        _mode.enabled = self.prev  # as a decorator, the mode applies only inside fn
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(self.mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
 
 class _ModeContext:
     mode = True
+
+    def __new__(cls, fn=None):
+        # `@tg.no_grad` without parentheses decorates too, as in PyTorch.
+        self = super().__new__(cls)
+        return self if fn is None else self(fn)
+
+    def __init__(self, fn=None):
+        pass
 
     def __enter__(self):
         self.prev = _mode.enabled
@@ -101,7 +118,10 @@ class Node:
         self.trace = None         # creation stack, recorded in anomaly mode
 
     def name(self):
-        return f"{self.op.name.title().replace('_', '')}Backward"
+        n = self.op.name
+        if n[:1].isupper():  # a custom Function, named by its (CamelCase) class
+            return f"{n}Backward"
+        return f"{n.title().replace('_', '')}Backward"
 
     def __repr__(self):
         return f"<{self.name()}>"
@@ -110,7 +130,7 @@ class Node:
     @property
     def out(self):
         """The op's output as a Tensor; graph-connected to this node under create_graph."""
-        from ..tensor import Tensor
+        Tensor = _tensor_class()
         if self.out_array is None:
             raise self._freed_error() if self.freed else GraphError(
                 f"{self.op.name}: the VJP reads ctx.out but the op did not save its output "
@@ -169,3 +189,15 @@ class _AnomalyState:
 
 
 _anomaly = _AnomalyState()
+
+
+def _tensor_class():
+    # graph.py is imported before tensor.py exists; look the class up once, then keep it.
+    global _Tensor
+    if _Tensor is None:
+        from ..tensor import Tensor
+        _Tensor = Tensor
+    return _Tensor
+
+
+_Tensor = None

@@ -16,10 +16,12 @@ scalars, when registered with save_inputs=True), `ctx.out` (the output, save_out
 from .. import backend_api
 from ..autograd import graph
 from ..autograd.graph import Node
+from ..devices import as_device
 from ..errors import DeviceError
 from ..tensor import Tensor
 
 OPS = {}  # name -> OpDef, every registered op
+_NO_ATTRS = {}
 
 
 class OpDef:
@@ -54,13 +56,11 @@ def register(name, forward, vjp=None, **flags):
     return op
 
 
-_backends = {}  # device -> backend, so the hot path skips the registry's checks
-
-
 def _backend_for(device):
-    b = _backends.get(device)
+    # Cached on the (canonical) device object, so the hot path does no registry lookups.
+    b = device._backend
     if b is None:
-        b = _backends[device] = backend_api.usable_backend(device.type)
+        b = device._backend = backend_api.usable_backend(device.type)
     return b
 
 
@@ -88,9 +88,8 @@ def _is_cpu_scalar_of(inputs, cpu):
     return all(x.ndim == 0 for x in inputs if isinstance(x, Tensor) and x._device == cpu)
 
 
-def apply(op, inputs, attrs=None):
+def apply(op, inputs, attrs=_NO_ATTRS):
     """Run `op` on `inputs` (tensors and Python scalars) and record it for autograd."""
-    attrs = attrs or {}
     dev = None
     arrays = []
     requires = False
@@ -98,29 +97,31 @@ def apply(op, inputs, attrs=None):
         if isinstance(x, Tensor):
             if dev is None:
                 dev = x._device
-            elif x._device is not dev and x._device != dev:
+            elif x._device is not dev:
                 return _apply_mixed(op, inputs, attrs)
             arrays.append(x._array)
-            requires = requires or x._rg
+            if x._rg:
+                requires = True
         else:
             arrays.append(x)
-    backend = _backend_for(dev)
-    fwd = backend.overrides.get(op.name, op.forward) if backend.overrides else op.forward
+    backend = dev._backend or _backend_for(dev)
+    fwd = op.forward
+    if backend.overrides:
+        fwd = backend.overrides.get(op.name, fwd)
     if backend.needs_device_context:
         with backend.device_context(dev.index):
             result = fwd(backend.xp, *arrays, **attrs)
     else:
         result = fwd(backend.xp, *arrays, **attrs)
+    res = None
     if op.has_res:
         result, res = result
-    else:
-        res = None
     vc = None
     if op.view and backend.xp.may_share_memory(result, arrays[0]):
         vc = inputs[0]._vc  # a view shares its base's version counter
-    if not (requires and op.differentiable and graph._mode.enabled):
-        return Tensor._wrap(result, dev, False, None, vc)
-    return _record(op, inputs, attrs, result, res, dev, vc)
+    if requires and op.vjp is not None and graph._mode.enabled:
+        return _record(op, inputs, attrs, result, res, dev, vc)
+    return Tensor._wrap(result, dev, False, None, vc)
 
 
 def _record(op, inputs, attrs, result, res, dev, vc):
@@ -151,10 +152,10 @@ def _record(op, inputs, attrs, result, res, dev, vc):
 
 def _apply_mixed(op, inputs, attrs):
     # Slow path: 0-d CPU tensors join an op on another device (as in PyTorch).
-    dev = _common_device(op, inputs)
-    moved = []
     for x in inputs:
-        if isinstance(x, Tensor) and x._device != dev:
-            x = x.to(dev)
-        moved.append(x)
-    return apply(op, tuple(moved), attrs)
+        if isinstance(x, Tensor):
+            x._device = as_device(x._device)  # a device equal to, but not, the canonical one
+    dev = _common_device(op, inputs)
+    moved = tuple(x.to(dev) if isinstance(x, Tensor) and x._device is not dev else x
+                  for x in inputs)
+    return apply(op, moved, attrs)
