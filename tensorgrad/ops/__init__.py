@@ -6,10 +6,10 @@ the second. An op is defined once, in its family, never in tensor.py.
 """
 
 from ..tensor import Tensor
-from . import binary, elementwise, indexing, inplace, join, linalg, reduce, shape
+from . import binary, elementwise, indexing, inplace, join, linalg, reduce, shape, softmax
 from .registry import OPS, apply, register
 
-FAMILIES = (elementwise, binary, reduce, shape, join, indexing, linalg, inplace)
+FAMILIES = (elementwise, binary, reduce, softmax, shape, join, indexing, linalg, inplace)
 
 
 def _install_methods():

@@ -1,6 +1,6 @@
-"""Reductions: sum, mean, var/std, prod, max/min, amax/amin, argmax/argmin, logsumexp,
-softmax/log_softmax, cumsum, any/all. Each takes PyTorch's `dim`/`keepdim` (and NumPy's
-`axis`/`keepdims` as aliases).
+"""Reductions: sum, mean, var/std, prod, max/min, amax/amin, argmax/argmin, any/all (the
+softmax family and cumsum live in softmax.py). Each takes PyTorch's `dim`/`keepdim` (and
+NumPy's `axis`/`keepdims` as aliases).
 
 A reduction's VJP re-inserts the reduced axes into the gradient (`_keepdim`) and lets it
 broadcast back over the input's shape. Forwards wrap their results in `xp.asarray`, because
@@ -15,9 +15,8 @@ from ..creation import arange, eye
 from ..dtypes import _FLOAT, int64
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
-from ._util import alias, as_float, need_tensor, norm_dim, norm_dims, wrap_like
+from ._util import alias, need_tensor, norm_dim, norm_dims, wrap_like
 from .binary import maximum, minimum, where
-from .elementwise import exp
 from .registry import apply, register
 
 
@@ -415,117 +414,6 @@ def argmin(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
     return _arg_public(ARGMIN, "argmin", input, dim, keepdim, axis, keepdims)
 
 
-# ---- logsumexp / softmax / log_softmax: shifted by the max, safe with -inf -----------------------
-def _shift(xp, x, dims):
-    """The max over `dims` (kept), or 0 where it is not finite, so x - shift never makes nan."""
-    m = xp.amax(x, axis=dims, keepdims=True)
-    return xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
-
-
-def _logsumexp(xp, x, dims, keepdim):
-    m = _shift(xp, x, dims)
-    s = xp.sum(xp.exp(x - m), axis=dims, keepdims=True)
-    # s == 0 only for a slice of -inf: its logsumexp is -inf (log is kept off 0: no warning).
-    out = xp.where(s == 0, -xp.inf, xp.log(xp.where(s == 0, 1, s)) + m).astype(x.dtype)
-    return (out if keepdim else xp.squeeze(out, axis=dims)), m
-
-
-def _logsumexp_vjp(ctx, g, dims, keepdim):
-    # The gradient is softmax(x). exp(x - out) would lose digits at |x| ~ 1e4 in float32
-    # (out is rounded there), so it is rebuilt from the forward's shift, a constant.
-    e = exp(ctx.inputs[0] - wrap_like(ctx, ctx.res))
-    s = e.sum(dims, keepdim=True)
-    p = e / where(s == 0, 1, s)  # an all -inf slice: e is 0 there, and so is the gradient
-    return (_keepdim(g, dims, keepdim) * p,)
-
-
-LOGSUMEXP = register("logsumexp", _logsumexp, _logsumexp_vjp, save_inputs=True, has_res=True)
-
-
-def logsumexp(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
-    """log(sum(exp(x))) over `dim` (all dimensions when None), stable for large |x|.
-
-    >>> import tensorgrad as tg
-    >>> tg.logsumexp(tg.tensor([1e4, 1e4]), dim=0).item() - 1e4
-    0.693359375
-    """
-    dims, keepdim = _dims(input, dim, axis, keepdim, keepdims, "logsumexp")
-    input = as_float(input, "logsumexp")
-    return apply(LOGSUMEXP, (input,), {"dims": dims, "keepdim": keepdim})
-
-
-def _softmax(xp, x, dim):
-    e = xp.exp(x - _shift(xp, x, (dim,)))
-    s = xp.sum(e, axis=dim, keepdims=True)
-    return e / xp.where(s == 0, xp.nan, s)  # an all -inf slice gives nan, as in PyTorch
-
-
-def _softmax_vjp(ctx, g, dim):
-    y = ctx.out
-    gy = g * y
-    return (gy - y * gy.sum(dim, keepdim=True),)
-
-
-SOFTMAX = register("softmax", _softmax, _softmax_vjp, save_out=True)
-
-
-def _log_softmax(xp, x, dim):
-    z = x - _shift(xp, x, (dim,))
-    s = xp.sum(xp.exp(z), axis=dim, keepdims=True)
-    return z - xp.log(xp.where(s == 0, xp.nan, s))  # nan for an all -inf slice, as PyTorch
-
-
-def _log_softmax_vjp(ctx, g, dim):
-    return (g - exp(ctx.out) * g.sum(dim, keepdim=True),)
-
-
-LOG_SOFTMAX = register("log_softmax", _log_softmax, _log_softmax_vjp, save_out=True)
-
-
-def _normalized(op, name, input, dim, dtype, axis):
-    d = _one_dim(input, dim, axis, name)
-    if dtype is not None:
-        input = input.to(dtype)
-    _need_float(input, name, name)
-    return _lifted(lambda x: apply(op, (x,), {"dim": d}), input)
-
-
-def softmax(input, dim=None, dtype=None, *, axis=None):
-    """exp(x) / sum(exp(x)) along `dim`; -inf entries get probability 0.
-
-    >>> import tensorgrad as tg
-    >>> tg.softmax(tg.tensor([0.0, float("-inf")]), dim=0).tolist()
-    [1.0, 0.0]
-    """
-    return _normalized(SOFTMAX, "softmax", input, dim, dtype, axis)
-
-
-def log_softmax(input, dim=None, dtype=None, *, axis=None):
-    """x - logsumexp(x) along `dim`; -inf entries get log-probability -inf."""
-    return _normalized(LOG_SOFTMAX, "log_softmax", input, dim, dtype, axis)
-
-
-# ---- cumsum ---------------------------------------------------------------------------------
-def _cumsum(xp, x, dim, reverse):
-    if reverse:  # the VJP's sum from the end: exact, unlike total - cumsum
-        return xp.flip(xp.cumsum(xp.flip(x, axis=dim), axis=dim), axis=dim)
-    return xp.cumsum(x, axis=dim)
-
-
-def _cumsum_vjp(ctx, g, dim, reverse):
-    return (apply(CUMSUM, (g,), {"dim": dim, "reverse": not reverse}),)
-
-
-CUMSUM = register("cumsum", _cumsum, _cumsum_vjp)
-
-
-def cumsum(input, dim=None, *, dtype=None, axis=None):
-    """Running sum along `dim`; integer and bool inputs give int64."""
-    d = _one_dim(input, dim, axis, "cumsum")
-    input = _accumulating(input, dtype)
-    return _lifted(lambda x: apply(CUMSUM, (x,), {"dim": d, "reverse": False}), input)
-
-
 # ---- any / all (no gradient) ------------------------------------------------------------------
 ANY = register("any", lambda xp, x, dims, keepdim: xp.asarray(xp.any(x, axis=dims,
                                                                        keepdims=keepdim)))
@@ -547,7 +435,6 @@ def all(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
 
 METHODS = {
     "sum": sum, "mean": mean, "var": var, "std": std, "prod": prod, "max": max, "min": min,
-    "amax": amax, "amin": amin, "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp,
-    "softmax": softmax, "log_softmax": log_softmax, "cumsum": cumsum, "any": any, "all": all,
+    "amax": amax, "amin": amin, "argmax": argmax, "argmin": argmin, "any": any, "all": all,
 }
 __all__ = list(METHODS)
