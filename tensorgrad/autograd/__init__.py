@@ -37,12 +37,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             from ..errors import GraphError
             raise GraphError(f"autograd.grad: input {i} does not require grad\n  hint: create "
                              "it with requires_grad=True (or call .requires_grad_())")
-    roots = [_root_grad(o, g, "autograd.grad") for o, g in zip(outputs, grad_outputs)]
+    roots = [_root_grad(o, g, "autograd.grad") for o, g in zip(outputs, grad_outputs, strict=True)]
     if retain_graph is None:
         retain_graph = create_graph
     found = run_backward(outputs, roots, retain_graph, create_graph, targets=inputs)
     result = []
-    for i, (t, g) in enumerate(zip(inputs, found)):
+    for i, (t, g) in enumerate(zip(inputs, found, strict=True)):
         if g is None:
             if materialize_grads:
                 from ..creation import zeros_like
@@ -61,6 +61,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 __all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled", "Node"]
 
+from .function import Function, FunctionCtx  # noqa: E402
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 
-__all__ += ["gradcheck", "gradgradcheck"]
+__all__ += ["Function", "FunctionCtx", "gradcheck", "gradgradcheck"]

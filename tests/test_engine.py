@@ -1,0 +1,498 @@
+"""The backward engine: accumulation, retain_graph, hooks, grad mode, versions, freeing, checks."""
+
+import gc
+import time
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+from tensorgrad.autograd.graph import Node
+from tensorgrad.errors import DTypeError, GraphError, ShapeError
+from tensorgrad.ops import registry
+
+
+def _np(t):
+    return t.detach().numpy(force=True)
+
+
+def _leaf(device, values=(1.0, 2.0, 3.0), dtype=tg.float64):
+    return tg.tensor(list(values), dtype=dtype, device=device, requires_grad=True)
+
+
+def _nodes(root):
+    """Every node reachable from `root` (iteratively)."""
+    seen, stack = [], [root]
+    while stack:
+        n = stack.pop()
+        if type(n) is Node and all(n is not s for s in seen):
+            seen.append(n)
+            stack.extend(n.edges)
+    return seen
+
+
+# ---- accumulation and retain_graph ------------------------------------------------------------
+def test_gradients_accumulate_across_backward_calls(device):
+    x = _leaf(device)
+    (x * x).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(_np(x.grad), [5.0, 7.0, 9.0])
+    x.grad = None
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(_np(x.grad), [3.0, 3.0, 3.0])
+
+
+def test_retain_graph_allows_a_second_backward(device):
+    x = _leaf(device)
+    y = (x.sin() * x).sum()
+    y.backward(retain_graph=True)
+    first = _np(x.grad).copy()
+    y.backward()
+    np.testing.assert_allclose(_np(x.grad), 2 * first)
+
+
+def test_second_backward_without_retain_graph_raises(device):
+    x = _leaf(device)
+    y = (x.exp() * x).sum()
+    y.backward()
+    with pytest.raises(GraphError, match="retain_graph"):
+        y.backward()
+    with pytest.raises(GraphError, match="retain_graph"):
+        tg.autograd.grad(y, x)
+
+
+# ---- hooks ------------------------------------------------------------------------------------
+def test_hook_on_leaf_used_twice_fires_once_with_the_sum(device):
+    x = _leaf(device)
+    calls = []
+    x.register_hook(lambda g: calls.append(_np(g).copy()))
+    (x * x + x * 2.0).sum().backward()  # x feeds three uses
+    assert len(calls) == 1
+    np.testing.assert_allclose(calls[0], 2 * np.array([1.0, 2.0, 3.0]) + 2)
+    np.testing.assert_allclose(_np(x.grad), calls[0])
+
+
+def test_hook_returning_a_gradient_replaces_it(device):
+    x = _leaf(device)
+    x.register_hook(lambda g: g * 10)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(_np(x.grad), [20.0, 40.0, 60.0])
+
+
+def test_hook_on_non_leaf(device):
+    x = _leaf(device)
+    h = x * 2.0
+    seen = []
+
+    def hook(g):
+        seen.append(_np(g).copy())
+        return g * 3
+
+    h.register_hook(hook)
+    (h * h).sum().backward()
+    np.testing.assert_allclose(seen[0], 2 * np.array([2.0, 4.0, 6.0]))
+    np.testing.assert_allclose(_np(x.grad), 3 * 2 * seen[0])
+    assert h.grad is None  # non-leaves keep no grad unless retain_grad()
+
+
+def test_hook_handle_remove(device):
+    x = _leaf(device)
+    calls = []
+    handle = x.register_hook(lambda g: calls.append(1))
+    h = x * 1.0
+    h_handle = h.register_hook(lambda g: calls.append(2))
+    handle.remove()
+    h_handle.remove()
+    (h * x).sum().backward()
+    assert calls == []
+
+
+def test_hook_on_tensor_without_grad_raises(device):
+    with pytest.raises(GraphError):
+        tg.ones(3, device=device).register_hook(lambda g: g)
+
+
+def test_retain_grad(device):
+    x = _leaf(device)
+    h = x * 2.0
+    h.retain_grad()
+    assert h.retains_grad
+    (h * h).sum().backward()
+    np.testing.assert_allclose(_np(h.grad), [4.0, 8.0, 12.0])
+    assert not h.grad.requires_grad
+    np.testing.assert_allclose(_np(x.grad), [8.0, 16.0, 24.0])
+
+
+# ---- grad mode ----------------------------------------------------------------------------------
+def test_no_grad_and_enable_grad(device):
+    x = _leaf(device)
+    assert tg.is_grad_enabled()
+    with tg.no_grad():
+        assert not tg.is_grad_enabled()
+        y = x * 2
+        with tg.enable_grad():
+            assert tg.is_grad_enabled()
+            z = x * 2
+        assert not tg.is_grad_enabled()
+    assert tg.is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad and z.grad_fn is not None
+
+
+def test_grad_mode_restored_after_an_exception():
+    with pytest.raises(KeyError):
+        with tg.no_grad():
+            raise KeyError("x")
+    assert tg.is_grad_enabled()
+
+
+def test_set_grad_enabled(device):
+    x = _leaf(device)
+    with tg.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert tg.is_grad_enabled()
+    tg.set_grad_enabled(False)  # a plain call, as in PyTorch
+    try:
+        assert not tg.is_grad_enabled()
+    finally:
+        tg.set_grad_enabled(True)
+    assert tg.autograd.is_grad_enabled is tg.is_grad_enabled
+
+
+def test_grad_mode_decorators(device):
+    x = _leaf(device)
+
+    @tg.no_grad()
+    def f():
+        return x * 2, tg.is_grad_enabled()
+
+    @tg.no_grad
+    def f_bare():
+        return tg.is_grad_enabled()
+
+    @tg.set_grad_enabled(False)
+    def g():
+        return tg.is_grad_enabled()
+
+    @tg.enable_grad()
+    def h():
+        return (x * 2).requires_grad
+
+    y, mode = f()
+    assert not y.requires_grad and mode is False
+    assert f_bare() is False and g() is False
+    assert tg.is_grad_enabled()  # the decorators did not leak their mode
+    with tg.no_grad():
+        assert h()
+
+
+# ---- detach and requires_grad -----------------------------------------------------------------
+def test_detach_shares_storage_and_cuts_the_graph(device):
+    x = _leaf(device)
+    h = x * 2.0
+    d = h.detach()
+    assert not d.requires_grad and d.grad_fn is None and d.is_leaf
+    d.add_(1.0)  # no gradient recorded: writes the shared storage
+    np.testing.assert_allclose(_np(h), [3.0, 5.0, 7.0])
+    (d * x).sum().backward()
+    np.testing.assert_allclose(_np(x.grad), [3.0, 5.0, 7.0])  # d is a constant
+    assert h._version == d._version  # one version counter for one storage
+
+
+def test_requires_grad_propagation(device):
+    x = _leaf(device)
+    c = tg.ones(3, dtype=tg.float64, device=device)
+    assert (x + c).requires_grad and not (c + 1).requires_grad
+    assert not (x > 1).requires_grad  # comparisons are not differentiable
+    assert x.is_leaf and not (x * c).is_leaf and c.is_leaf
+    c.requires_grad_()
+    assert (c * 2).requires_grad
+    with pytest.raises(DTypeError):
+        tg.tensor([1, 2], device=device).requires_grad_()
+    with pytest.raises(DTypeError):
+        tg.tensor([1, 2], device=device, requires_grad=True)
+    with pytest.raises(GraphError):
+        (x * 2).requires_grad_(False)  # only leaves can change it
+
+
+# ---- backward's argument checks ------------------------------------------------------------------
+def test_backward_on_non_scalar_needs_a_gradient(device):
+    x = _leaf(device)
+    with pytest.raises(ShapeError, match="scalar"):
+        (x * 2).backward()
+    (x * 2).backward(tg.tensor([1.0, 0.0, 2.0], dtype=tg.float64, device=device))
+    np.testing.assert_allclose(_np(x.grad), [2.0, 0.0, 4.0])
+    with pytest.raises(ShapeError):
+        (x * 2).backward(tg.ones(2, dtype=tg.float64, device=device))
+
+
+def test_backward_on_tensor_without_grad_raises(device):
+    with pytest.raises(GraphError, match="does not require grad"):
+        tg.ones(3, device=device).sum().backward()
+    x = _leaf(device)
+    with tg.no_grad():
+        y = (x * 2).sum()
+    with pytest.raises(GraphError):
+        y.backward()
+
+
+# ---- autograd.grad ------------------------------------------------------------------------------
+def test_grad_of_grad(device):
+    x = _leaf(device)
+    (g,) = tg.autograd.grad((x ** 3).sum(), x, create_graph=True)
+    np.testing.assert_allclose(_np(g), 3 * np.array([1.0, 4.0, 9.0]))
+    assert g.requires_grad
+    (gg,) = tg.autograd.grad(g.sum(), x, create_graph=True)
+    np.testing.assert_allclose(_np(gg), [6.0, 12.0, 18.0])
+    (ggg,) = tg.autograd.grad(gg.sum(), x)
+    np.testing.assert_allclose(_np(ggg), [6.0, 6.0, 6.0])
+    assert x.grad is None  # autograd.grad never touches .grad
+
+
+def test_grad_allow_unused_and_unused_error(device):
+    x, y = _leaf(device), _leaf(device)
+    with pytest.raises(GraphError, match="input 1.*not used|allow_unused"):
+        tg.autograd.grad((x * 2).sum(), (x, y))
+    gx, gy = tg.autograd.grad((x * 2).sum(), (x, y), allow_unused=True)
+    np.testing.assert_allclose(_np(gx), [2.0, 2.0, 2.0])
+    assert gy is None
+    _, gz = tg.autograd.grad((x * 2).sum(), (x, y), materialize_grads=True)
+    np.testing.assert_array_equal(_np(gz), [0.0, 0.0, 0.0])
+
+
+def test_grad_with_grad_outputs_and_non_leaf_inputs(device):
+    x = _leaf(device)
+    h = x * x
+    out = h.sin()
+    v = tg.tensor([1.0, -1.0, 0.5], dtype=tg.float64, device=device)
+    gh, gx = tg.autograd.grad(out, (h, x), grad_outputs=v)
+    xv = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(_np(gh), np.cos(xv ** 2) * [1.0, -1.0, 0.5])
+    np.testing.assert_allclose(_np(gx), np.cos(xv ** 2) * [1.0, -1.0, 0.5] * 2 * xv)
+    assert x.grad is None and h.grad is None
+
+
+def test_grad_of_several_outputs_sums(device):
+    x = _leaf(device)
+    (g,) = tg.autograd.grad([(x * 2).sum(), (x * x).sum()], x)
+    np.testing.assert_allclose(_np(g), [4.0, 6.0, 8.0])
+
+
+def test_grad_input_must_require_grad(device):
+    x = _leaf(device)
+    with pytest.raises(GraphError):
+        tg.autograd.grad((x * 2).sum(), tg.ones(3, dtype=tg.float64, device=device))
+
+
+# ---- version counters ----------------------------------------------------------------------------
+def test_saved_tensor_modified_in_place_raises(device):
+    x = _leaf(device)
+    h = x * 2.0
+    y = h.sin()  # saves h
+    with tg.no_grad():
+        h.mul_(2.0)
+    with pytest.raises(GraphError, match=r"sin.*modified by an in-place operation"):
+        y.sum().backward()
+
+
+def test_saved_non_leaf_rebased_in_place_raises(device):
+    x = _leaf(device)
+    h = x * 2.0
+    y = h.log()
+    h.add_(1.0)  # recorded out of place: h is rebased, the saved value is stale
+    with pytest.raises(GraphError, match="log"):
+        y.sum().backward()
+    (g,) = tg.autograd.grad(h.sum(), x)  # h's new graph is fine
+    np.testing.assert_allclose(_np(g), [2.0, 2.0, 2.0])
+
+
+def test_in_place_on_leaf_requiring_grad_raises(device):
+    x = _leaf(device)
+    with pytest.raises(GraphError, match="leaf"):
+        x.add_(1.0)
+    with tg.no_grad():
+        x.add_(1.0)  # a parameter update
+    assert x.is_leaf and x.requires_grad
+    np.testing.assert_allclose(_np(x), [2.0, 3.0, 4.0])
+
+
+# ---- a long chain --------------------------------------------------------------------------------
+def test_chain_of_100k_ops(device):
+    x = tg.tensor(1.0, dtype=tg.float64, device=device, requires_grad=True)
+    start = time.perf_counter()
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0000001
+    y.backward()
+    elapsed = time.perf_counter() - start
+    np.testing.assert_allclose(x.grad.item(), 1.0000001 ** 100_000, rtol=1e-9)
+    assert elapsed < 60, f"100k-op forward+backward took {elapsed:.1f}s"
+    ref = weakref.ref(y.grad_fn)
+    del y  # deleting a freed 100k-node graph must not recurse
+    assert ref() is None
+
+
+def test_unfreed_chain_with_saved_tensors_deletes():
+    # No backward: the residuals (tensors holding the previous nodes) are still there.
+    x = tg.tensor(0.5, dtype=tg.float64, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y.sin()  # each node saves its input tensor, which holds the previous node
+    ref = weakref.ref(y.grad_fn)
+    del y
+    assert ref() is None
+
+
+# ---- freeing ------------------------------------------------------------------------------------
+def _saved_array_graph(device):
+    x = _leaf(device)
+    h = x * 2.0
+    y = h.log()  # log saves its input h: after `del h` only the node holds h's array
+    ref = weakref.ref(h._array)
+    del h
+    assert y.grad_fn.saved_tensors[0]._array is ref()
+    return x, y, ref
+
+
+def test_saved_arrays_are_freed_after_backward(device):
+    x, y, ref = _saved_array_graph(device)
+    y.sum().backward()
+    assert ref() is None
+    assert y.grad_fn is not None  # the graph's tensors remain; only the residuals went
+
+
+def test_saved_arrays_kept_with_retain_graph(device):
+    x, y, ref = _saved_array_graph(device)
+    y.sum().backward(retain_graph=True)
+    assert ref() is not None
+    y.sum().backward()
+    assert ref() is None
+    np.testing.assert_allclose(_np(x.grad), 2 / np.array([1.0, 2.0, 3.0]))
+
+
+def test_saved_output_array_is_freed(device):
+    x = _leaf(device)
+    y = (x * 1.0).exp()  # exp saves its output array
+    node = y.grad_fn
+    assert node.out_array is y._array
+    y.sum().backward()
+    assert node.out_array is None and node.freed
+
+
+def test_backward_frees_memory_tracemalloc():
+    # numpy reports its allocations to tracemalloc: eight saved 8 MB arrays must go.
+    x = tg.randn(1_000_000, dtype=tg.float64, requires_grad=True)
+    tracemalloc.start()
+    try:
+        y = x
+        for _ in range(8):
+            y = (y * 0.5).sin()
+        loss = y.sum()
+        before, _ = tracemalloc.get_traced_memory()
+        loss.backward()
+        del y
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert before - after > 100e6, (before, after)  # 16 arrays of 8 MB were held
+
+
+def test_training_step_creates_no_reference_cycles(device):
+    gc.collect()
+    gc.disable()
+    try:
+        w1 = tg.randn(4, 8, dtype=tg.float64, device=device, requires_grad=True)
+        b1 = tg.zeros(8, dtype=tg.float64, device=device, requires_grad=True)
+        w2 = tg.randn(8, 1, dtype=tg.float64, device=device, requires_grad=True)
+        x = tg.randn(16, 4, dtype=tg.float64, device=device)
+        t = tg.randn(16, 1, dtype=tg.float64, device=device)
+        h = (x @ w1 + b1).tanh()
+        h.retain_grad()
+        loss = ((h @ w2 - t) ** 2).mean()
+        nodes = [weakref.ref(n) for n in _nodes(loss.grad_fn)]
+        assert len(nodes) >= 6
+        loss.backward()
+        del loss, h
+        dead = [r() is None for r in nodes]
+        assert all(dead), f"{dead.count(False)} nodes survived without the gc"
+        assert w1.grad is not None and w1.grad.shape == w1.shape
+    finally:
+        gc.enable()
+
+
+def test_retained_graph_with_create_graph_has_no_cycles(device):
+    gc.collect()
+    gc.disable()
+    try:
+        x = _leaf(device)
+        y = (x.exp() * x).sum()
+        (g,) = tg.autograd.grad(y, x, create_graph=True)
+        refs = [weakref.ref(n) for n in _nodes(g.grad_fn)]
+        del y, g
+        assert all(r() is None for r in refs)
+    finally:
+        gc.enable()
+
+
+# ---- the engine's checks of every VJP ------------------------------------------------------------
+def _register_buggy(name, vjp):
+    def forward(xp, x):
+        return x * 2
+
+    return registry.register(name, forward, vjp)
+
+
+def test_wrong_shaped_gradient_raises_shape_error(device):
+    op = _register_buggy("buggy_shape_test_op", lambda ctx, g: (g.sum(),))
+    try:
+        x = tg.ones(2, 3, dtype=tg.float64, device=device, requires_grad=True)
+        y = registry.apply(op, (x,))
+        with pytest.raises(ShapeError,
+                           match=r"buggy_shape_test_op.*input 0.*\(\).*\(2, 3\)"):
+            y.sum().backward()
+    finally:
+        registry.OPS.pop("buggy_shape_test_op", None)
+    assert "buggy_shape_test_op" not in registry.OPS
+
+
+def test_wrong_dtype_gradient_raises_dtype_error(device):
+    op = _register_buggy("buggy_dtype_test_op", lambda ctx, g: (g.to(tg.float32),))
+    try:
+        x = tg.ones(2, 3, dtype=tg.float64, device=device, requires_grad=True)
+        y = registry.apply(op, (x,))
+        with pytest.raises(DTypeError, match=r"buggy_dtype_test_op.*input 0.*float32.*float64"):
+            y.sum().backward()
+    finally:
+        registry.OPS.pop("buggy_dtype_test_op", None)
+
+
+def test_wrong_gradient_count_raises_shape_error(device):
+    op = _register_buggy("buggy_count_test_op", lambda ctx, g: (g, g))
+    try:
+        x = tg.ones(3, dtype=tg.float64, device=device, requires_grad=True)
+        with pytest.raises(ShapeError, match=r"buggy_count_test_op.*2 gradient.*1 input"):
+            registry.apply(op, (x,)).sum().backward()
+    finally:
+        registry.OPS.pop("buggy_count_test_op", None)
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 1), (4,)), ((2, 3, 4), (3, 1)), ((1,), (2, 2)),
+                                   ((), (5,))])
+def test_broadcasting_gradient_has_the_input_shape(device, sa, sb):
+    a = tg.randn(*sa, dtype=tg.float64, device=device, requires_grad=True)
+    b = tg.randn(*sb, dtype=tg.float64, device=device, requires_grad=True)
+    (a * b + a).sum().backward()
+    assert a.grad.shape == a.shape and b.grad.shape == b.shape
+    an, bn = _np(a), _np(b)
+    full = np.broadcast_shapes(an.shape, bn.shape)
+    np.testing.assert_allclose(_np(a.grad), _sum_to(np.broadcast_to(bn, full) + 1, an.shape))
+    np.testing.assert_allclose(_np(b.grad), _sum_to(np.broadcast_to(an, full), bn.shape))
+
+
+def _sum_to(arr, shape):
+    lead = arr.ndim - len(shape)
+    arr = arr.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1)
+    return arr.sum(axis=axes, keepdims=True) if axes else arr
