@@ -12,9 +12,10 @@ the other way round. Entry points are read lazily, on the first lookup.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from importlib import metadata
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import DeviceError
 

@@ -12,9 +12,9 @@ test_coverage.py fails for any registered op without a case, or any smooth op wi
 second-order case.
 """
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

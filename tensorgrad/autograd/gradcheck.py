@@ -61,8 +61,8 @@ def _numerical_jacobian(func, inputs, i, eps):
 
 def _analytical_jacobian(outputs, inputs, diff):
     """Rows of d outputs / d inputs, one backward per output element."""
-    from . import grad
     from ..creation import zeros_like
+    from . import grad
     jac = {(j, i): np.zeros((o.numel(), inputs[i].numel()))
            for j, o in enumerate(outputs) for i in diff}
     for j, o in enumerate(outputs):
@@ -106,15 +106,16 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
                 raise GraphError(
                     f"gradcheck: Jacobian mismatch for output {j} with respect to input {i}\n"
                     f"  worst element: d out{j}[{r}] / d in{i}[{c}]: analytical "
-                    f"{float(ana[r, c])!r}, numerical {float(num[r, c])!r} (atol={atol}, rtol={rtol})\n"
+                    f"{float(ana[r, c])!r}, numerical {float(num[r, c])!r} "
+                    f"(atol={atol}, rtol={rtol})\n"
                     f"  analytical:\n{ana}\n  numerical:\n{num}")
     return True
 
 
 def _check_directions(func, inputs, diff, outputs, eps, atol, rtol, raise_exception, seed):
     # u·J·v from both sides, for a few random u (output cotangents) and v (input directions).
-    from . import grad
     from ..tensor import Tensor
+    from . import grad
     rng = np.random.default_rng(seed)
     for trial in range(3):
         us = [rng.standard_normal(o.shape) for o in outputs]
@@ -156,8 +157,8 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     >>> tg.autograd.gradgradcheck(lambda x: (x.exp() * x).sum(), (x,))
     True
     """
-    from . import grad
     from ..creation import tensor
+    from . import grad
     inputs, diff = _tensor_inputs(inputs)
     outputs = _outputs(func, inputs)
     if grad_outputs is None:

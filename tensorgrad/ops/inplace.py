@@ -10,7 +10,6 @@ Following PyTorch (shared/DESIGN.md section 4):
 """
 
 from ..autograd import graph
-from ..dtypes import _FLOAT
 from ..errors import DTypeError, GraphError
 from ..tensor import Tensor
 from . import binary, elementwise, shape
