@@ -39,13 +39,21 @@ def _operands(a, b, op, true_div=False):
     if true_div and dt.category != _FLOAT:
         dt = get_default_dtype()
     from .shape import to_dtype
-    if isinstance(a, Tensor):
+    both = isinstance(a, Tensor) and isinstance(b, Tensor)
+    if isinstance(a, Tensor) and not (both and _mask_of(a, b, dt)):
         a = to_dtype(a, dt)
-    if isinstance(b, Tensor):
+    if isinstance(b, Tensor) and not (both and _mask_of(b, a, dt)):
         b = to_dtype(b, dt)
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a._array.shape != b._array.shape:
+    if both and a._array.shape != b._array.shape:
         broadcast_shapes(a._array.shape, b._array.shape, op=op)
     return _wrap_int(a, dt), _wrap_int(b, dt)
+
+
+def _mask_of(x, other, dt):
+    # A bool tensor beside a tensor of the result dtype is left as it is: the ufunc's own
+    # bool loop gives the same dtype without materialising a converted copy (g * mask is
+    # how VJPs apply masks, and the copy cost as much as the multiply).
+    return x._array.dtype.kind == "b" and other._array.dtype == dt.np
 
 
 def _wrap_int(x, dt):

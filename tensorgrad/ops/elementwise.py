@@ -161,7 +161,8 @@ def _relu(xp, x):
 
 
 def _relu_vjp(ctx, g):
-    return (where(ctx.out > 0, g, 0),)
+    # g * mask, not where(mask, g, 0): NumPy's where is ~4x slower on unpredictable masks.
+    return (g * (ctx.out > 0),)
 
 
 RELU = register("relu", _relu, _relu_vjp, save_out=True, smooth=False)
@@ -178,7 +179,7 @@ def _clamp(xp, x, min, max):
 
 
 def _clamp_vjp(ctx, g, min, max):
-    return (where(wrap_like(ctx, ctx.res), g, 0),)
+    return (g * wrap_like(ctx, ctx.res),)  # a multiply by the mask: see _relu_vjp
 
 
 CLAMP = register("clamp", _clamp, _clamp_vjp, has_res=True, smooth=False)
