@@ -256,6 +256,17 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __deepcopy__(self, memo):
+        """A copy with its own storage (leaves only, as in PyTorch): copy.deepcopy(model)."""
+        if self._node is not None:
+            raise GraphError("deepcopy: only leaf tensors (made by the user, not by an op) "
+                             "can be deep-copied\n  hint: .detach() it first")
+        new = type(self)._wrap(self._array.copy(), self._device, self._rg)
+        memo[id(self)] = new
+        if self.grad is not None:
+            new.grad = self.grad.__deepcopy__(memo)
+        return new
+
     # -- DLPack --------------------------------------------------------------------------
     def __dlpack__(self, *args, **kwargs):
         return self._array.__dlpack__(*args, **kwargs)

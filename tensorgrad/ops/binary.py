@@ -219,8 +219,8 @@ BITWISE_NOT = _nograd("bitwise_not", lambda xp, a: xp.invert(a))
 # ---- public functions ---------------------------------------------------------------------
 def _binary(op, a, b, name):
     # Fast path: two tensors of one dtype and shape need no promotion or broadcast check.
-    if (type(a) is not Tensor or type(b) is not Tensor or a._array.dtype is not b._array.dtype
-            or a._array.shape != b._array.shape):
+    if (not isinstance(a, Tensor) or not isinstance(b, Tensor)  # Parameters take it too
+            or a._array.dtype is not b._array.dtype or a._array.shape != b._array.shape):
         a, b = _operands(a, b, name)
     return apply(op, (a, b))
 
