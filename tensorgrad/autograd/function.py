@@ -238,14 +238,8 @@ def _record(cls, ctx, args, out):
     ctx._single = not isinstance(out, (tuple, list))
     outs = [out] if ctx._single else list(out)
     ctx._tensor_args = tuple(isinstance(a, Tensor) for a in args)
-    edges, in_meta = [], []
-    for a in args:
-        if isinstance(a, Tensor) and a._rg:
-            edges.append(a._node if a._node is not None else a)
-            in_meta.append((a._array.shape, a._array.dtype, a._device))
-        else:
-            edges.append(None)
-            in_meta.append(None)
+    from ..ops.registry import edges_and_meta
+    edges, in_meta = edges_and_meta(args)
     diff = [_differentiable(o, ctx) for o in outs]
     ctx._out_meta = tuple((o._array.shape, o._array.dtype, o._device)
                           if isinstance(o, Tensor) else None for o in outs)

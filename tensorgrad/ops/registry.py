@@ -124,7 +124,8 @@ def apply(op, inputs, attrs=_NO_ATTRS):
     return Tensor._wrap(result, dev, False, None, vc)
 
 
-def _record(op, inputs, attrs, result, res, dev, vc):
+def edges_and_meta(inputs):
+    """Per input: its graph edge (its node, itself as a leaf, or None) and its metadata."""
     edges = []
     in_meta = []
     for x in inputs:
@@ -134,6 +135,11 @@ def _record(op, inputs, attrs, result, res, dev, vc):
         else:
             edges.append(None)
             in_meta.append(None)
+    return edges, in_meta
+
+
+def _record(op, inputs, attrs, result, res, dev, vc):
+    edges, in_meta = edges_and_meta(inputs)
     node = Node(op, edges, in_meta, tuple(e is not None for e in edges), attrs)
     out = Tensor._wrap(result, dev, True, node, vc)
     node.out_meta = (result.shape, result.dtype, dev)
