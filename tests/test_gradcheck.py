@@ -141,3 +141,12 @@ def test_float32_inputs_are_refused(device):
         gradcheck(lambda a: a.sin(), (x,))
     with pytest.raises(DTypeError, match="input 1"):
         gradgradcheck(lambda a, b: a * b, (_x(device), x))
+
+
+def test_nan_in_the_jacobian_never_passes():
+    # NaN compares False with everything, so a naive `err > tol` check would let it through.
+    x = tg.randn(3, dtype=tg.float64, requires_grad=True)
+    with pytest.raises(tg.GraphError, match="Jacobian mismatch"):
+        tg.autograd.gradcheck(lambda x: x.sum() * float("nan"), (x,))
+    assert not tg.autograd.gradcheck(lambda x: x.sum() * float("nan"), (x,), fast_mode=True,
+                                     raise_exception=False)

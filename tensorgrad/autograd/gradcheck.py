@@ -99,8 +99,8 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
         for j, num in enumerate(numerical):
             ana = analytical[j, i]
             err = np.abs(ana - num) - (atol + rtol * np.abs(num))
-            if err.size and err.max() > 0:
-                r, c = np.unravel_index(np.argmax(err), err.shape)
+            if err.size and (np.isnan(err).any() or err.max() > 0):  # NaN never passes
+                r, c = np.unravel_index(np.argmax(np.nan_to_num(err, nan=np.inf)), err.shape)
                 if not raise_exception:
                     return False
                 raise GraphError(
@@ -140,7 +140,7 @@ def _check_directions(func, inputs, diff, outputs, eps, atol, rtol, raise_except
         for i in diff:
             inputs[i]._array[...] = saved[i]
         num = (vals[0] - vals[1]) / (2 * eps)
-        if abs(ana - num) > atol + rtol * abs(num):
+        if not abs(ana - num) <= atol + rtol * abs(num):  # also fails on NaN
             if not raise_exception:
                 return False
             raise GraphError(f"gradcheck (random directions, trial {trial}): u·J·v analytical "
