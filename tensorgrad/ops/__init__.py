@@ -6,10 +6,24 @@ the second. An op is defined once, in its family, never in tensor.py.
 """
 
 from ..tensor import Tensor
-from . import binary, elementwise, indexing, inplace, join, linalg, reduce, shape, softmax
+from . import (
+    activation,
+    binary,
+    conv,
+    elementwise,
+    indexing,
+    inplace,
+    join,
+    linalg,
+    pool,
+    reduce,
+    shape,
+    softmax,
+)
 from .registry import OPS, apply, register
 
-FAMILIES = (elementwise, binary, reduce, softmax, shape, join, indexing, linalg, inplace)
+FAMILIES = (elementwise, binary, reduce, softmax, shape, join, indexing, linalg, inplace,
+            activation, conv, pool)
 
 
 def _install_methods():
