@@ -1,4 +1,4 @@
-"""`Module`, the base of every layer, and the containers Sequential, ModuleList, ModuleDict.
+"""`Module`, the base of every layer (the containers are in container.py).
 
 A Module registers what is assigned to it: a `Parameter` becomes a parameter, a `Module` a
 submodule, and a Tensor assigned to a name registered with `register_buffer` a buffer.
@@ -64,10 +64,10 @@ class Module:
                                  "  hint: call super().__init__() first in your __init__")
         params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep=params)
             params[name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep=modules)
             modules[name] = value
         elif name in params:
             if value is not None:
@@ -86,10 +86,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name):
+    def _forget(self, name, keep=None):
+        # `keep` is the registry about to receive `name`: replacing an entry there keeps its
+        # position, as in PyTorch (Sequential's order is its _modules order).
         self.__dict__.pop(name, None)
         for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
+            if registry is not keep:
+                registry.pop(name, None)
         self._non_persistent.discard(name)
 
     def __getattr__(self, name):
@@ -111,14 +114,14 @@ class Module:
     def register_parameter(self, name, param):
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None")
-        self._forget(name)
+        self._forget(name, keep=self._parameters)
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
         """A tensor that is state but not a parameter (BatchNorm's running mean, say)."""
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None")
-        self._forget(name)
+        self._forget(name, keep=self._buffers)
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
@@ -126,7 +129,7 @@ class Module:
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {type(module).__name__} is not a Module")
-        self._forget(name)
+        self._forget(name, keep=self._modules)
         self._modules[name] = module
 
     register_module = add_module
@@ -335,12 +338,12 @@ class Module:
         return ""
 
     def __repr__(self):
-        lines = [f"({name}): " + _indent(repr(m)) for name, m in self._modules.items()]
         extra = self.extra_repr()
-        if not lines:
+        extra_lines = extra.split("\n") if extra else []
+        lines = [f"({name}): " + _indent(repr(m)) for name, m in self._modules.items()]
+        if not lines and len(extra_lines) <= 1:
             return f"{type(self).__name__}({extra})"
-        body = ([extra] if extra else []) + lines
-        return f"{type(self).__name__}(\n  " + "\n  ".join(body) + "\n)"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(extra_lines + lines) + "\n)"
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
@@ -365,151 +368,3 @@ def _load_one(key, target, value):
                          "  hint: the checkpoint was saved from a differently sized model")
     with no_grad():
         target.copy_(value)
-
-
-# ---- containers ---------------------------------------------------------------------------
-class Sequential(Module):
-    """Modules called in order, each on the previous one's output.
-
-    >>> import tensorgrad as tg
-    >>> net = tg.nn.Sequential(tg.nn.Identity(), tg.nn.Identity())
-    >>> len(net), net(tg.ones(2)).tolist()
-    (2, [1.0, 1.0])
-    """
-
-    def __init__(self, *args):
-        super().__init__()
-        if len(args) == 1 and isinstance(args[0], OrderedDict):
-            for name, m in args[0].items():
-                self.add_module(name, m)
-        else:
-            for i, m in enumerate(args):
-                self.add_module(str(i), m)
-
-    def forward(self, input):
-        for m in self._modules.values():
-            input = m(input)
-        return input
-
-    def __getitem__(self, idx):
-        items = list(self._modules.items())
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(items[idx]))
-        return items[_index(idx, len(items), "Sequential")][1]
-
-    def __setitem__(self, idx, module):
-        name = list(self._modules)[_index(idx, len(self._modules), "Sequential")]
-        self.add_module(name, module)
-
-    def __delitem__(self, idx):
-        keys = list(self._modules)
-        for k in (keys[idx] if isinstance(idx, slice) else
-                  [keys[_index(idx, len(keys), "Sequential")]]):
-            del self._modules[k]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-
-def _index(idx, n, who):
-    if not -n <= idx < n:
-        raise IndexError(f"{who}: index {idx} is out of range for {n} modules")
-    return idx % n
-
-
-class ModuleList(Module):
-    """A list of modules, registered so their parameters are found."""
-
-    def __init__(self, modules=None):
-        super().__init__()
-        if modules is not None:
-            self.extend(modules)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return ModuleList(list(self._modules.values())[idx])
-        return self._modules[str(_index(idx, len(self), "ModuleList"))]
-
-    def __setitem__(self, idx, module):
-        self.add_module(str(_index(idx, len(self), "ModuleList")), module)
-
-    def __delitem__(self, idx):
-        mods = list(self._modules.values())
-        del mods[idx]
-        self._modules.clear()
-        self.extend(mods)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        mods = list(self._modules.values())
-        mods.insert(index, module)
-        self._modules.clear()
-        self.extend(mods)
-
-
-class ModuleDict(Module):
-    """A dict of modules, registered so their parameters are found."""
-
-    def __init__(self, modules=None):
-        super().__init__()
-        if modules is not None:
-            self.update(modules)
-
-    def __getitem__(self, key):
-        return self._modules[key]
-
-    def __setitem__(self, key, module):
-        self.add_module(key, module)
-
-    def __delitem__(self, key):
-        del self._modules[key]
-
-    def __contains__(self, key):
-        return key in self._modules
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def keys(self):
-        return self._modules.keys()
-
-    def values(self):
-        return self._modules.values()
-
-    def items(self):
-        return self._modules.items()
-
-    def update(self, modules):
-        items = modules.items() if hasattr(modules, "items") else modules
-        for key, m in items:
-            self.add_module(key, m)
-
-    def pop(self, key):
-        return self._modules.pop(key)
-
-    def clear(self):
-        self._modules.clear()
