@@ -204,3 +204,35 @@ def test_integer_tensor_keeps_integer_results():
     t.mul_(2)
     t[0] = 7.9  # a Python float written by setitem is cast, as PyTorch does
     assert t.tolist() == [7, 10] and t.dtype == tg.int64
+
+
+def test_direct_inplace_arithmetic_writes_into_the_same_array(device):
+    # Under no_grad, `w -= lr * g` / add_(alpha=) update the storage itself (views see it),
+    # bump the version, and keep w a leaf that requires grad.
+    w = tg.ones(4, device=device, requires_grad=True)
+    view = w.detach()[1:]
+    g = tg.full((4,), 2.0, device=device)
+    before = w._version
+    with tg.no_grad():
+        w -= 0.5 * g
+        w.add_(g, alpha=-0.25)
+        w *= 2.0
+    assert w.tolist() == [-1.0, -1.0, -1.0, -1.0]
+    assert view.tolist() == [-1.0, -1.0, -1.0]
+    assert w.is_leaf and w.requires_grad and w._version == before + 3
+
+
+def test_leaf_grad_never_aliases_what_the_caller_holds(device):
+    # A transposed view is adopted as .grad, but never a view of the caller's gradient.
+    x = tg.ones(2, 3, device=device, requires_grad=True)
+    gy = tg.ones(3, 2, device=device)
+    x.T.backward(gy)
+    with tg.no_grad():
+        x.grad += 1
+    assert gy.tolist() == [[1.0, 1.0]] * 3
+    a = tg.ones(2, 2, device=device, requires_grad=True)
+    b = tg.ones(2, 2, device=device, requires_grad=True)
+    (a + b.T).sum().backward()
+    with tg.no_grad():
+        a.grad += 1
+    assert b.grad.tolist() == [[1.0, 1.0], [1.0, 1.0]]

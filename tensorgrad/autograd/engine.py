@@ -206,11 +206,18 @@ def _accumulate_leaves(leaf_grads, create_graph, handed_out):
             g = g.detach()
         if leaf.grad is None:
             a = g._array
-            # .grad must own its memory: a VJP may hand the same array to two inputs, or a
-            # read-only broadcast view, and optimizers update .grad in place.
-            if a.base is not None or id(a) in handed_out:
+            base = a.base
+            # Optimizers update .grad in place, so it may share memory with nothing the caller
+            # or another leaf holds, and must be writable (not a broadcast view). A view of a
+            # fresh array (the transposed product in a linear layer's gradient) is kept as is:
+            # copying it cost as much as the matmul that made it.
+            if (id(a) in handed_out or (base is not None and id(base) in handed_out)
+                    or not getattr(a.flags, "writeable", True)):
                 g = g.clone() if create_graph else type(g)._wrap(a.copy(), g._device)
-            handed_out.add(id(g._array))
+                a, base = g._array, None
+            handed_out.add(id(a))
+            if base is not None:
+                handed_out.add(id(base))
             leaf.grad = g
         elif create_graph:
             leaf.grad = leaf.grad + g

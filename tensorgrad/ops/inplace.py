@@ -13,6 +13,8 @@ from ..autograd import graph
 from ..errors import DTypeError, GraphError
 from ..tensor import Tensor
 from . import binary, elementwise, shape
+from .broadcast import broadcast_shapes
+from .registry import _backend_for
 
 
 def _records(self, others):
@@ -117,8 +119,57 @@ def _iop(fn, name):
     return iop
 
 
+# ---- arithmetic straight into the array (no gradient recorded) -----------------------------
+def _direct(self, ufunc, other, alpha):
+    """`self op= other * alpha` with the ufunc's `out=`: no temporary, one pass (what an
+    optimizer's update or `w -= lr * w.grad` needs). None where the general path must run:
+    a recorded op, another device or dtype, a result that would not fit self's shape."""
+    if not (self._array.dtype.kind == "f" and not _records(self, (other,))):
+        return None
+    if isinstance(other, Tensor):
+        if other._device is not self._device or other._array.dtype != self._array.dtype:
+            return None
+        b = other._array
+        if b.shape != self._array.shape and broadcast_shapes(
+                b.shape, self._array.shape) != self._array.shape:
+            return None
+    elif isinstance(other, (int, float)) and not isinstance(other, bool):
+        b = other
+    else:
+        return None
+    a = self._array
+    if not a.flags.writeable:
+        return None
+    if alpha != 1:
+        b = b * alpha  # NumPy keeps b's dtype for a Python scalar
+    getattr(_backend_for(self._device).xp, ufunc)(a, b, out=a)
+    self._vc[0] += 1
+    return self
+
+
+def _arith(name, fn, ufunc):
+    def method(self, other, *, alpha=1):
+        done = _direct(self, ufunc, other, alpha)
+        if done is not None:
+            return done
+        kw = {} if alpha == 1 else {"alpha": alpha}
+        return _inplace(self, name, lambda x: fn(x, other, **kw), (other,))
+    method.__name__ = name
+    return method
+
+
+def _arith_iop(name, fn, ufunc):
+    def iop(self, other):
+        done = _direct(self, ufunc, other, 1)
+        return done if done is not None else _inplace(self, name, lambda x: fn(x, other),
+                                                      (other,))
+    iop.__name__ = name
+    return iop
+
+
 METHODS = {
-    "add_": _method("add_", binary.add), "sub_": _method("sub_", binary.sub),
+    "add_": _arith("add_", binary.add, "add"),
+    "sub_": _arith("sub_", binary.sub, "subtract"),
     "mul_": _method("mul_", binary.mul), "div_": _method("div_", binary.div),
     "pow_": _method("pow_", binary.pow), "clamp_": _method("clamp_", elementwise.clamp),
     "relu_": _method("relu_", elementwise.relu), "neg_": _method("neg_", elementwise.neg),
@@ -128,7 +179,9 @@ METHODS = {
     "tanh_": _method("tanh_", elementwise.tanh),
     "clip_": _method("clip_", elementwise.clamp),
     "zero_": zero_, "fill_": fill_, "copy_": copy_, "__setitem__": setitem,
-    "__iadd__": _iop(binary.add, "__iadd__"), "__isub__": _iop(binary.sub, "__isub__"),
-    "__imul__": _iop(binary.mul, "__imul__"), "__itruediv__": _iop(binary.div, "__itruediv__"),
+    "__iadd__": _arith_iop("__iadd__", binary.add, "add"),
+    "__isub__": _arith_iop("__isub__", binary.sub, "subtract"),
+    "__imul__": _arith_iop("__imul__", binary.mul, "multiply"),
+    "__itruediv__": _arith_iop("__itruediv__", binary.div, "true_divide"),
     "__ipow__": _iop(binary.pow, "__ipow__"),
 }
