@@ -1,4 +1,5 @@
-"""Print tensorgrad's core benchmarks next to hand-written NumPy and PyTorch eager.
+"""Print tensorgrad's core benchmarks and training steps next to hand-written NumPy and
+PyTorch eager.
 
     python benchmarks/report.py [--quick] [--rounds N] [--json PATH] [--threads N]
                                 [--cases KEY,...] [--no-torch]
@@ -9,7 +10,9 @@ tensorgrad, numpy, torch, ...); a round times a fixed number of calls with
 ratio, with its spread (min-max). Peak memory is tracemalloc's peak over one call, which sees
 NumPy's allocations and tensorgrad's Python objects; PyTorch's CPU allocator is invisible to
 it, so that cell reads n/a. Before timing, every implementation's loss and gradients are
-checked against the NumPy ones, so the table compares the same computation.
+checked against the NumPy ones, so the table compares the same computation. The training
+steps (`training_cases.py`: MLP, CNN, LSTM with cross-entropy and an SGD update) follow the
+core cases; their first step, from the same weights, is the one cross-checked.
 
 BLAS and OpenMP run on `--threads` threads (default 2, the CI machine's size): the
 environment variables are set before NumPy is imported, and threadpoolctl and
@@ -49,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # cases/baseline
 import cases as _cases  # noqa: E402
 import numpy as np  # noqa: E402
 import threadpoolctl  # noqa: E402
+import training_cases as _training  # noqa: E402
 
 import tensorgrad as tg  # noqa: E402
 
@@ -134,6 +138,11 @@ def measure_case(case, impl_names, preset):
     return row
 
 
+def all_cases(quick=False):
+    """The core cases, then the training steps of `training_cases.py`."""
+    return _cases.get_cases(quick=quick) + _training.get_cases(quick=quick)
+
+
 def run(quick=False, rounds=None, threads=2, use_torch=True, only=None, log=None):
     """Measure every case (or those whose key is in `only`); returns the report dict."""
     preset = dict(PRESETS["quick" if quick else "full"])
@@ -148,7 +157,7 @@ def run(quick=False, rounds=None, threads=2, use_torch=True, only=None, log=None
             torch.set_num_threads(threads)
         with threadpoolctl.threadpool_limits(limits=threads):
             info = machine_info(threads, torch)
-            for case in _cases.get_cases(quick=quick):
+            for case in all_cases(quick):
                 if only and case.key not in only:
                     continue
                 if log:

@@ -30,6 +30,8 @@ def test_report_quick_produces_finite_ratios(tmp_path):
     stdout, report = _run_report(tmp_path)
     keys = [row["key"] for row in report["rows"]]
     assert {"per_op", "memory_bound", "mlp_time", "mlp_memory"} <= set(keys)
+    assert {"train_cnn", "train_lstm"} <= set(keys)
+    assert sum(k.startswith("train_mlp_") for k in keys) == 2
     assert any(k.startswith("matmul_") for k in keys)
     for row in report["rows"]:
         assert "error" not in row, row
@@ -42,6 +44,17 @@ def test_report_quick_produces_finite_ratios(tmp_path):
         assert "| " + row["title"] + " |" in stdout
     assert report["machine"]["threads"] == 2
     assert report["machine"]["blas"], "threadpoolctl found no BLAS"
+
+
+def test_training_targets_are_listed(tmp_path):
+    stdout, report = _run_report(tmp_path, "--no-torch", "--rounds", "1",
+                                 "--cases", "train_cnn,train_lstm")
+    assert [row["key"] for row in report["rows"]] == ["train_cnn", "train_lstm"]
+    for row in report["rows"]:
+        assert "error" not in row, row
+        assert row["target"]["vs"] == "numpy"
+        assert _finite(row["ratios"]["numpy"]["median"])
+    assert "tg/NumPy ≤ 1.3" in stdout and "tg/NumPy ≤ 1.5" in stdout
 
 
 def test_report_without_torch_says_na(tmp_path):

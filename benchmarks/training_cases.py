@@ -1,0 +1,180 @@
+"""Training-step workloads (the nn issue), shared by `report.py` and `bench_training.py`.
+
+Each case is one full training step of a small network: forward, softmax cross-entropy
+(mean over the batch, integer class targets), backward, and a hand-written SGD update
+(`p -= lr * p.grad` under `no_grad`, then `p.grad = None`), in three implementations:
+
+- "tensorgrad": the model written with `tg.nn` (PyTorch's names), `F.cross_entropy`,
+  `loss.backward()`;
+- "numpy": the hand-written NumPy step of `baselines_nn.py`;
+- "torch": the very same model source with `lib = torch` (PyTorch eager), when installed.
+
+All three start from the same float32 parameters (tensorgrad's initial ones, copied) and see
+the same float32 batch. A `TrainingCase` quacks like `cases.Case` for `report.py`: `build()`
+returns `cases.Impl`s whose `step()` returns `(loss, [grads in parameters() order])`, so
+`cases.check_agree` compares the first step's loss and every parameter gradient of the three
+before anything is timed. Later steps keep training on the same batch (each implementation
+its own copy of the weights), which changes values, not the work done.
+"""
+
+from dataclasses import dataclass
+
+import baselines_nn
+import numpy as np
+from cases import TORCH, Impl
+
+import tensorgrad as tg
+
+IMPLS = ("tensorgrad", "numpy", "torch")
+LR = 1e-3  # small: hundreds of steps on one batch stay far from saturated softmax
+N_CLASSES = 10
+
+# Sizes of the issue (full) and a preset that finishes in seconds (quick, also the smoke test).
+SIZES = {
+    "full": {"mlp_widths": (784, 512, 512, 10), "mlp_batches": (64, 1024),
+             "cnn": {"batch": 64, "hw": 28}, "lstm": {"seq": 32, "batch": 32, "input": 64,
+                                                     "hidden": 128}},
+    "quick": {"mlp_widths": (64, 32, 32, 10), "mlp_batches": (8, 32),
+              "cnn": {"batch": 4, "hw": 12}, "lstm": {"seq": 4, "batch": 4, "input": 8,
+                                                      "hidden": 16}},
+}
+
+
+# ---- the models, one source for tensorgrad and PyTorch ---------------------------------------
+def mlp_model(lib, widths):
+    nn = lib.nn
+    return nn.Sequential(nn.Linear(widths[0], widths[1]), nn.ReLU(),
+                         nn.Linear(widths[1], widths[2]), nn.ReLU(),
+                         nn.Linear(widths[2], widths[3]))
+
+
+def cnn_model(lib, hw):
+    nn = lib.nn
+    side = hw // 4
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(16 * side * side, N_CLASSES))
+
+
+def lstm_model(lib, n_in, hidden):
+    nn = lib.nn
+
+    class LSTMClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(n_in, hidden)
+            self.head = nn.Linear(hidden, N_CLASSES)
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.head(h[-1])
+
+    return LSTMClassifier()
+
+
+# ---- the case --------------------------------------------------------------------------------
+@dataclass
+class TrainingCase:
+    """One network's training step; `build()` gives the implementations, same start."""
+
+    key: str
+    title: str
+    make_model: object           # (lib) -> module, lib = tensorgrad or torch
+    make_batch: object           # () -> (x float32, y int64) numpy arrays
+    baseline: object             # (params, x, y, lr) -> (loss, grads), updates params
+    target: tuple = None         # (baseline impl, max ratio)
+    note: str = ""
+    metric: str = "time"
+    lr: float = LR
+
+    def build(self, impls=IMPLS):
+        x, y = self.make_batch()
+        tg.manual_seed(0)
+        model = self.make_model(tg)
+        start = [(name, p.detach().numpy().copy()) for name, p in model.named_parameters()]
+        built = {}
+        for name in impls:
+            if name == "tensorgrad":
+                built[name] = _framework_impl(tg, model, tg.from_numpy(x),
+                                              tg.from_numpy(y), self.lr)
+            elif name == "numpy":
+                params = [a.copy() for _, a in start]
+                built[name] = Impl(step=lambda params=params: self.baseline(params, x, y,
+                                                                             self.lr))
+            elif name == "torch" and TORCH is not None:
+                tmodel = self.make_model(TORCH)
+                _load(tmodel, start)
+                built[name] = _framework_impl(TORCH, tmodel, TORCH.from_numpy(x),
+                                              TORCH.from_numpy(y), self.lr)
+        return built
+
+
+def _load(tmodel, start):
+    """Copy the starting parameters into a torch module, checking names and shapes."""
+    tparams = list(tmodel.named_parameters())
+    assert [n for n, _ in tparams] == [n for n, _ in start], (
+        f"parameter names differ: torch {[n for n, _ in tparams]}, "
+        f"tensorgrad {[n for n, _ in start]}")
+    with TORCH.no_grad():
+        for (name, p), (_, a) in zip(tparams, start, strict=True):
+            assert tuple(p.shape) == a.shape, f"{name}: torch {tuple(p.shape)}, tg {a.shape}"
+            p.copy_(TORCH.from_numpy(a))
+
+
+def _framework_impl(lib, model, x, y, lr):
+    """The training step as a PyTorch user writes it, without an optimizer."""
+    params = list(model.parameters())
+    cross_entropy = lib.nn.functional.cross_entropy
+    no_grad = lib.no_grad
+
+    def reset():
+        for p in params:
+            p.grad = None
+
+    def step():
+        loss = cross_entropy(model(x), y)
+        loss.backward()
+        grads = [p.grad for p in params]
+        with no_grad():
+            for p in params:
+                p -= lr * p.grad
+                p.grad = None
+        return loss, grads
+
+    return Impl(step=step, reset=reset)
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+def _batch(seed, shape, n):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, N_CLASSES, size=n).astype(np.int64)
+    return x, y
+
+
+def get_cases(quick=False):
+    """The training-step cases, in report order, at full or quick sizes."""
+    s = SIZES["quick" if quick else "full"]
+    widths = s["mlp_widths"]
+    wname = "-".join(map(str, widths))
+    cases = []
+    for batch, limit in zip(s["mlp_batches"], (1.5, 1.15), strict=True):
+        cases.append(TrainingCase(
+            f"train_mlp_{batch}", f"train step: MLP {wname} relu, batch {batch}",
+            lambda lib: mlp_model(lib, widths),
+            lambda batch=batch: _batch(10, (batch, widths[0]), batch),
+            baselines_nn.mlp_step, target=("numpy", limit)))
+    b, hw = s["cnn"]["batch"], s["cnn"]["hw"]
+    cases.append(TrainingCase(
+        "train_cnn", f"train step: CNN conv3x3(1→8)-relu-pool2-conv3x3(8→16)-relu-pool2-"
+        f"linear→10, pad 1, batch {b} of 1x{hw}x{hw}",
+        lambda lib: cnn_model(lib, hw), lambda: _batch(11, (b, 1, hw, hw), b),
+        baselines_nn.cnn_step, target=("numpy", 1.3)))
+    t = s["lstm"]
+    cases.append(TrainingCase(
+        "train_lstm", f"train step: LSTM seq {t['seq']}, batch {t['batch']}, input "
+        f"{t['input']}, hidden {t['hidden']}, linear head→10 on h_T",
+        lambda lib: lstm_model(lib, t["input"], t["hidden"]),
+        lambda: _batch(12, (t["seq"], t["batch"], t["input"]), t["batch"]),
+        baselines_nn.lstm_step, target=("numpy", 1.5)))
+    return cases
