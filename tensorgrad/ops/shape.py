@@ -408,7 +408,8 @@ def clone(input):
 
 
 def _contiguous(xp, x):
-    return xp.ascontiguousarray(x)
+    # ascontiguousarray promotes 0-d to 1-d: keep the shape.
+    return x if x.flags.c_contiguous else xp.ascontiguousarray(x).reshape(x.shape)
 
 
 CONTIGUOUS = register("contiguous", _contiguous, _clone_vjp, view=True)
