@@ -11,11 +11,13 @@ Public re-exports only; each name lives in the module the README's architecture 
 """
 
 from . import autograd, backend_api, cuda, dtypes, errors, nn, ops, optim
+from . import func
+from . import data, utils
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
-    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like,
-    linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randint_like, randn,
-    randn_like, randperm, tensor, zeros, zeros_like,
+    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, frombuffer, full,
+    full_like, linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randint_like,
+    randn, randn_like, randperm, tensor, zeros, zeros_like,
 )
 from .devices import device, get_default_device, set_default_device
 from .dtypes import (
@@ -24,8 +26,11 @@ from .dtypes import (
 )
 from .dtypes import dtype as dtype
 from .errors import AnomalyError, DeviceError, DTypeError, GraphError, ShapeError, TensorGradError
+from .errors import CheckpointError
 from .ops import *  # noqa: F403 - every op family's public functions
 from .ops.broadcast import broadcast_shapes
+from .serialization import load, save
+from .random import Generator
 from .tensor import Tensor, is_tensor
 
 bool = bool_  # tg.bool, as torch.bool (a dtype; Python's bool stays builtins.bool)

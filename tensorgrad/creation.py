@@ -1,5 +1,6 @@
-"""Factories: tensor, zeros/ones/full/empty, arange/linspace/eye, rand/randn/randint,
-the `*_like` forms, from_numpy/from_dlpack, and manual_seed.
+"""Factories: tensor, zeros/ones/full/empty, arange/linspace/eye, rand/randn/randint/randperm
+(from the device's generator, or a given `tg.Generator`), the `*_like` forms,
+from_numpy/from_dlpack/frombuffer, and manual_seed.
 
 Host data is turned into a NumPy array first, then handed to the target device's backend.
 """
@@ -101,6 +102,24 @@ def from_numpy(ndarray):
     return Tensor._wrap(ndarray, as_device("cpu"))
 
 
+def frombuffer(buffer, *, dtype, count=-1, offset=0, requires_grad=False):
+    """A 1-D CPU tensor over the bytes of `buffer` (as torch.frombuffer), sharing its memory.
+
+    `count` elements (-1: all) are read from byte `offset` on, in the machine's byte order.
+    A read-only buffer (`bytes`) gives a read-only tensor; pass a `bytearray` to write.
+
+    >>> import tensorgrad as tg
+    >>> tg.frombuffer(bytearray([1, 2, 255]), dtype=tg.uint8).tolist()
+    [1, 2, 255]
+    """
+    dtype = as_dtype(dtype)
+    arr = np.frombuffer(buffer, dtype=dtype.np, count=count, offset=offset)
+    t = Tensor._wrap(arr, as_device("cpu"))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
 def from_dlpack(ext_tensor):
     """Zero-copy import of any object with `__dlpack__` (NumPy, CuPy, PyTorch arrays)."""
     kind, index = ext_tensor.__dlpack_device__()
@@ -173,13 +192,15 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
 
 
 # ---- random -------------------------------------------------------------------------------
-def _random(draw, size, dtype, device, requires_grad, default=None):
+def _random(draw, size, dtype, device, requires_grad, default=None, generator=None, op=None):
     size = _sizes(size)
     dtype = as_dtype(dtype) if dtype is not None else (default or get_default_dtype())
     dev = as_device(device)
     backend = _backend(dev)
     with backend_api.device_context(backend, dev.index):
-        arr = draw(backend.generator(dev.index), size, dtype.np)
+        gen = (backend.generator(dev.index) if generator is None
+               else generator._native_for(dev, op))  # a tg.Generator (tensorgrad.random)
+        arr = draw(gen, size, dtype.np)
     t = Tensor._wrap(arr, dev)
     if requires_grad:
         t.requires_grad_(True)
@@ -194,19 +215,23 @@ def _float_draw(method):
     return draw
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Uniform samples on [0, 1), from the device's generator (seeded by tg.manual_seed)."""
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform samples on [0, 1), from `generator` (a tg.Generator on the tensor's device) or
+    else the device's generator (seeded by tg.manual_seed)."""
     _check_float(dtype, "rand")
-    return _random(_float_draw("random"), size, dtype, device, requires_grad)
+    return _random(_float_draw("random"), size, dtype, device, requires_grad,
+                   generator=generator, op="rand")
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Standard normal samples, from the device's generator (seeded by tg.manual_seed)."""
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples, from `generator` or else the device's generator."""
     _check_float(dtype, "randn")
-    return _random(_float_draw("standard_normal"), size, dtype, device, requires_grad)
+    return _random(_float_draw("standard_normal"), size, dtype, device, requires_grad,
+                   generator=generator, op="randn")
 
 
-def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False):
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad=False):
     if size is None and isinstance(high, (tuple, list)):
         high, size = None, high  # randint(high, size), as PyTorch
     if high is None:
@@ -214,12 +239,13 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
     if size is None:
         raise TypeError("randint(): missing the 'size' argument, e.g. randint(0, 10, (3,))")
     return _random(lambda gen, s, dt: gen.integers(low, high, s).astype(dt, copy=False),
-                   (size,), dtype, device, requires_grad, default=int64)
+                   (size,), dtype, device, requires_grad, default=int64, generator=generator,
+                   op="randint")
 
 
-def randperm(n, *, dtype=None, device=None, requires_grad=False):
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
     return _random(lambda gen, s, dt: gen.permutation(n).astype(dt, copy=False), (n,), dtype,
-                   device, requires_grad, default=int64)
+                   device, requires_grad, default=int64, generator=generator, op="randperm")
 
 
 def _check_float(dtype, op):

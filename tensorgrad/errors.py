@@ -33,6 +33,10 @@ class AnomalyError(TensorGradError, RuntimeError):
     """Anomaly mode found a NaN, or an Inf made from finite inputs."""
 
 
+class CheckpointError(TensorGradError, ValueError):
+    """A checkpoint file is truncated, tampered with, or not a safetensors file."""
+
+
 def describe(x):
     """One operand as `(shape) dtype on device`, for error messages."""
     shape = getattr(x, "shape", None)

@@ -65,3 +65,4 @@ from .function import Function, FunctionCtx  # noqa: E402
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 
 __all__ += ["Function", "FunctionCtx", "gradcheck", "gradgradcheck"]
+from . import functional  # noqa: E402, F401 - tg.autograd.functional
