@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # cases/baseline
 
 import cases as _cases  # noqa: E402
 import numpy as np  # noqa: E402
+import optim_cases as _optim  # noqa: E402
 import threadpoolctl  # noqa: E402
 import training_cases as _training  # noqa: E402
 
@@ -139,8 +140,10 @@ def measure_case(case, impl_names, preset):
 
 
 def all_cases(quick=False):
-    """The core cases, then the training steps of `training_cases.py`."""
-    return _cases.get_cases(quick=quick) + _training.get_cases(quick=quick)
+    """The core cases, the training steps of `training_cases.py`, then the optimizer steps
+    of `optim_cases.py`."""
+    return (_cases.get_cases(quick=quick) + _training.get_cases(quick=quick)
+            + _optim.get_cases(quick=quick))
 
 
 def run(quick=False, rounds=None, threads=2, use_torch=True, only=None, log=None):

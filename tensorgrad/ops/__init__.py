@@ -15,6 +15,7 @@ from . import (
     inplace,
     join,
     linalg,
+    optim_ops,
     pool,
     reduce,
     shape,
@@ -23,7 +24,7 @@ from . import (
 from .registry import OPS, apply, register
 
 FAMILIES = (elementwise, binary, reduce, softmax, shape, join, indexing, linalg, inplace,
-            activation, conv, pool)
+            activation, conv, pool, optim_ops)
 
 
 def _install_methods():

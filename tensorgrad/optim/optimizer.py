@@ -9,8 +9,8 @@ library or reads a raw array (habit 10 of shared/STYLE.md).
 from collections import defaultdict
 from copy import deepcopy
 
-from ..autograd.graph import no_grad
-from ..errors import DTypeError, GraphError
+from ..autograd.graph import enable_grad, no_grad
+from ..errors import DTypeError, GraphError, ShapeError
 from ..tensor import Tensor
 
 
@@ -98,6 +98,28 @@ class Optimizer:
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__} does not define step()")
 
+    def _evaluate(self, closure):
+        """Run `closure` under enable_grad (as PyTorch's step does) and check its loss.
+
+        The loss may be None, a Python number or a one-element Tensor; anything else (a
+        vector of residuals, a tuple) raises here rather than deep inside a step.
+        """
+        if closure is None:
+            return None
+        with enable_grad():
+            loss = closure()
+        name = type(self).__name__
+        if isinstance(loss, Tensor):
+            if loss.numel() != 1:
+                raise ShapeError(f"{name}.step: the closure returned a tensor of shape "
+                                 f"{tuple(loss.shape)}; expected the loss, a scalar\n  hint: "
+                                 "reduce it (loss.sum() or loss.mean()); for least squares "
+                                 "on a residual vector use LevenbergMarquardt")
+        elif loss is not None and not isinstance(loss, (int, float)):
+            raise TypeError(f"{name}.step: the closure returned a {type(loss).__name__}; "
+                            "expected the loss (a scalar Tensor or a number) or None")
+        return loss
+
     # -- state dict --------------------------------------------------------------------------
     def state_dict(self):
         """{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}."""
@@ -124,6 +146,12 @@ class Optimizer:
                              f"{len(groups)} parameter group(s), this optimizer has "
                              f"{len(self.param_groups)}")
         for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            missing = sorted(set(self.defaults) - set(saved))
+            if missing:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: saved group {i} "
+                                 f"lacks the hyper-parameter(s) {missing} this optimizer "
+                                 f"uses; it has {sorted(k for k in saved if k != 'params')}"
+                                 "\n  hint: was it saved by a different optimizer?")
             if len(saved["params"]) != len(own["params"]):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: group {i} has "
                                  f"{len(saved['params'])} parameter(s) in the saved state and "
@@ -153,13 +181,13 @@ def _check_param(opt, p, i):
         raise GraphError(f"{name}: can't optimize a non-leaf Tensor (parameter {i}, made by "
                          f"{p.grad_fn.name()})\n  hint: optimize the leaf it was computed from, "
                          "or .detach().requires_grad_() a copy")
+    if not p.dtype.is_floating_point:  # before requires_grad: an int tensor can't require it
+        raise DTypeError(f"{name}: parameter {i} has dtype {p.dtype}; only floating-point "
+                         "tensors can be optimized")
     if not p.requires_grad:
         raise GraphError(f"{name}: parameter {i} (shape {tuple(p.shape)}) does not require grad"
                          ", so it would never be updated\n  hint: create it with "
                          "requires_grad=True, or leave it out of the optimizer")
-    if not p.dtype.is_floating_point:
-        raise DTypeError(f"{name}: parameter {i} has dtype {p.dtype}; only floating-point "
-                         "tensors can be optimized")
 
 
 def _state_value(v, p, key):
