@@ -5,10 +5,13 @@ Equations, gate orders (LSTM i, f, g, o; GRU r, z, n with n = tanh(W_in x + b_in
 initialisation U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) are PyTorch's.
 
 Backpropagation through time stays linear in the sequence length: the input projection of a
-whole layer is one matmul over all steps, `_Steps` cuts it into its T steps with ONE graph
-node (whose backward stacks the T step gradients; a slice per step would pad each step's
-gradient to the full sequence, quadratic in T), and the outputs are joined by one `stack`.
-The steps are a Python loop and the engine is iterative, so long sequences need no recursion.
+whole layer is one matmul over all steps. An LSTM or GRU layer is then ONE fused op
+(`tensorgrad.ops.rnn_ops.lstm_layer` / `gru_layer`: the recurrence as array code, its
+recurrent weight gradient one matmul over all steps), and LSTMCell one fused `lstm_cell`
+node. The plain RNN loops in Python: `_Steps` cuts the projection into its T steps with ONE
+graph node (whose backward stacks the T step gradients; a slice per step would pad each
+step's gradient to the full sequence, quadratic in T), and the outputs are joined by one
+`stack`. The engine is iterative, so long sequences need no recursion.
 
 Speaks only Tensor: imports no array library.
 """
@@ -21,6 +24,7 @@ from ..autograd.function import Function
 from ..creation import empty, zeros
 from ..errors import ShapeError
 from ..ops import cat, stack
+from ..ops.rnn_ops import gru_layer, lstm_cell, lstm_layer
 from ..tensor import Tensor
 from .functional import dropout as _dropout
 from .init import uniform_
@@ -39,9 +43,9 @@ def _relu_step(xw, h, w_hh_t, b_hh):
 
 def _lstm_step(xw, state, w_hh_t, b_hh):
     h, c = state
-    i, f, g, o = (xw + h @ w_hh_t).chunk(4, -1)
-    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return o.sigmoid() * c.tanh(), c
+    out = lstm_cell(xw + h @ w_hh_t, c)  # one fused node: [h | c]
+    hid = c.shape[-1]
+    return out[..., :hid], out[..., hid:]
 
 
 def _gru_step(xw, h, w_hh_t, b_hh):
@@ -56,13 +60,28 @@ def _gru_step(xw, h, w_hh_t, b_hh):
     return n + z * (h - n)  # (1 - z) * n + z * h
 
 
-# gates: rows of W_ih per unit; fold: b_hh may be added to the input projection.
-_Mode = namedtuple("_Mode", ["gates", "step", "fold", "lstm"])
+# ---- a whole layer in one fused op, on the projected input of all steps xw (T, N, G*H) ------
+def _lstm_layer(xw, state, w_hh, b_hh, reverse):
+    h0, c0 = state
+    out = lstm_layer(xw, h0, c0, w_hh, reverse)  # [h_t | c_t] per step
+    hid = h0.shape[-1]
+    last = out[0 if reverse else -1]
+    return out[..., :hid], (last[..., :hid], last[..., hid:])
+
+
+def _gru_layer(xw, h0, w_hh, b_hh, reverse):
+    out = gru_layer(xw, h0, w_hh, b_hh, reverse)
+    return out, out[0 if reverse else -1]
+
+
+# gates: rows of W_ih per unit; fold: b_hh may be added to the input projection; layer: the
+# fused op for a whole layer (None: a Python loop over `step`).
+_Mode = namedtuple("_Mode", ["gates", "step", "fold", "lstm", "layer"])
 _MODES = {
-    "RNN_TANH": _Mode(1, _tanh_step, True, False),
-    "RNN_RELU": _Mode(1, _relu_step, True, False),
-    "LSTM": _Mode(4, _lstm_step, True, True),
-    "GRU": _Mode(3, _gru_step, False, False),
+    "RNN_TANH": _Mode(1, _tanh_step, True, False, None),
+    "RNN_RELU": _Mode(1, _relu_step, True, False, None),
+    "LSTM": _Mode(4, _lstm_step, True, True, _lstm_layer),
+    "GRU": _Mode(3, _gru_step, False, False, _gru_layer),
 }
 
 
@@ -92,6 +111,8 @@ class _Steps(Function):
 def _run_direction(x, state, weights, mode, reverse):
     """One layer in one direction over x (T, N, I): all hidden outputs (T, N, H), final state."""
     w_ih, w_hh, b_ih, b_hh = weights
+    if mode.layer is not None:
+        return mode.layer(_project(x, w_ih, b_ih, b_hh, mode), state, w_hh, b_hh, reverse)
     steps = _Steps.apply(_project(x, w_ih, b_ih, b_hh, mode))
     w_hh_t = w_hh.T  # one transpose node; the engine sums the steps' gradients into it
     outs = []

@@ -18,13 +18,14 @@ from . import (
     optim_ops,
     pool,
     reduce,
+    rnn_ops,
     shape,
     softmax,
 )
 from .registry import OPS, apply, register
 
 FAMILIES = (elementwise, binary, reduce, softmax, shape, join, indexing, linalg, inplace,
-            activation, conv, pool, optim_ops)
+            activation, conv, pool, optim_ops, rnn_ops)
 
 
 def _install_methods():

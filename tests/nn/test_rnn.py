@@ -206,6 +206,15 @@ def test_second_order_through_the_sequence():
     assert tg.autograd.gradgradcheck(lambda x: m(x)[0], [x])
 
 
+def test_lstm_second_order_through_the_sequence_and_the_cell():
+    m = LSTM(2, 2, bidirectional=True, dtype=tg.float64)
+    x = tg.randn(3, 1, 2, dtype=tg.float64, requires_grad=True)
+    assert tg.autograd.gradgradcheck(lambda x: m(x)[1][1], [x])  # c_n, through both paths
+    cell = LSTMCell(2, 2, dtype=tg.float64)
+    h = tg.randn(1, 2, dtype=tg.float64, requires_grad=True)
+    assert tg.autograd.gradgradcheck(lambda x, h: cell(x[0], (h, h))[0], [x, h])
+
+
 # ---- parameters -----------------------------------------------------------------------------
 def _names_and_shapes(m):
     return [(n, tuple(t.shape)) for n, t in m.state_dict().items()]
