@@ -36,9 +36,9 @@ def test_readme_python_blocks_run(cpu_default, capsys):
 
 def test_readme_names_the_two_commands():
     shell = "\n".join(code_blocks(README.read_text(), "bash"))
-    assert "pip install -e .[examples] && python examples/digits_softmax.py" in shell
+    assert "pip install -e .[examples] && python examples/digits_mlp.py" in shell
     assert "pip install -e .[test] && pytest" in shell
-    assert (REPO / "examples" / "digits_softmax.py").is_file()
+    assert (REPO / "examples" / "digits_mlp.py").is_file()
 
 
 def test_block_extraction():
