@@ -161,7 +161,7 @@ def availability(device_type):
         if device_type == "cuda":
             return False, ("the GPU backend is not installed: " + str(e).splitlines()[0]
                            + "\n  hint: pip install -e .[cuda12] (or .[cuda13])")
-        return False, str(e)
+        return False, e.message
     return backend.availability()
 
 

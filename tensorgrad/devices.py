@@ -119,7 +119,7 @@ def get_default_device():
     try:
         return device(env)
     except DeviceError as e:
-        raise DeviceError(f"{ENV_VAR}={env!r} is not a valid device\n  {e}\n"
+        raise DeviceError(f"{ENV_VAR}={env!r} is not a valid device\n  {e.message}\n"
                           "  hint: set it to 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
 
 

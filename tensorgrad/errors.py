@@ -3,14 +3,69 @@
 Every error is a `TensorGradError` and also the built-in exception a Python user would catch
 (`ShapeError` is a `ValueError` for NumPy users and a `RuntimeError` for PyTorch users).
 Messages have three parts: what failed and in which op; each operand's shape, dtype and
-device; and a `hint:` saying what would fit.
+device; and a `hint:` saying what would fit. An error tensorgrad raises also points, on its
+second line, at the user's line that called the op: the first stack frame outside this
+package (`  at train.py:42 in forward: y = self.fc(x)`).
 
 This module imports nothing from tensorgrad: every other module may raise these.
 """
 
+import linecache
+import os
+import sys
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_frame(frame):
+    """The first frame at or above `frame` whose code lies outside tensorgrad, or None."""
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame
+
+
+def frame_summary(frame):
+    """`(file, line, function)` of a frame, kept instead of the frame (which pins locals)."""
+    return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
+
+
+def format_location(where):
+    """`file:line in function: source text`; the source is read only when shown."""
+    filename, lineno, func = where
+    text = linecache.getline(filename, lineno).strip()
+    return f"{filename}:{lineno} in {func}" + (f": {text}" if text else "")
+
 
 class TensorGradError(Exception):
-    """Base class of every error tensorgrad raises on purpose."""
+    """Base class of every error tensorgrad raises on purpose.
+
+    Built inside tensorgrad, it remembers the user's line that led there and shows it after
+    the first line of the message; built by user code, it shows just its message.
+    """
+
+    _where = None
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        caller = sys._getframe(1)
+        while caller.f_code.co_filename == __file__:  # op_error and subclasses' __init__
+            caller = caller.f_back
+        if caller.f_code.co_filename.startswith(_PACKAGE):
+            frame = user_frame(caller)
+            if frame is not None:
+                self._where = frame_summary(frame)
+
+    @property
+    def message(self):
+        """The message without the location line (for wrapping in another error)."""
+        return super().__str__()
+
+    def __str__(self):
+        text = super().__str__()
+        if self._where is None:
+            return text
+        first, sep, rest = text.partition("\n")
+        return f"{first}\n  at {format_location(self._where)}{sep}{rest}"
 
 
 class ShapeError(TensorGradError, ValueError, RuntimeError):

@@ -66,3 +66,12 @@ from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 
 __all__ += ["Function", "FunctionCtx", "gradcheck", "gradgradcheck"]
 from . import functional  # noqa: E402, F401 - tg.autograd.functional
+from .anomaly import (  # noqa: E402 - installs the anomaly checks into graph's seam
+    detect_anomaly,
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_detect_anomaly,
+)
+
+__all__ += ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
+            "is_anomaly_check_nan_enabled"]

@@ -177,7 +177,7 @@ def _vjp(node, g, retain_graph):
     grads = node.op.vjp(node, g, **node.attrs)
     _check_grads(node, grads)
     if graph._anomaly.enabled:
-        graph._anomaly.on_backward(node, grads)
+        graph._anomaly.on_backward(node, g, grads)
     if not retain_graph:
         node.release()
     return grads

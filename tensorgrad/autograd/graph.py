@@ -119,7 +119,7 @@ class Node:
 
     def name(self):
         n = self.op.name
-        if n[:1].isupper():  # a custom Function, named by its (CamelCase) class
+        if n.lstrip("_")[:1].isupper():  # a custom Function, named by its (CamelCase) class
             return f"{n}Backward"
         return f"{n.title().replace('_', '')}Backward"
 
@@ -184,7 +184,7 @@ class _AnomalyState:
     def on_forward(self, node, inputs, out):
         pass
 
-    def on_backward(self, node, grads):
+    def on_backward(self, node, g, grads):
         pass
 
 

@@ -40,6 +40,14 @@ def _target_error(cls, name, problem, input, target, hint):
                f"  hint: {hint}")
 
 
+def _disagreement(a, b):
+    """`: at dimension -1 the sizes are 4 (input) and 5 (target)`, lined up from the right."""
+    if len(a) != len(b):
+        return f": the input has {len(a)} dimension(s) and the target {len(b)}"
+    d = next(i for i in range(1, len(a) + 1) if a[-i] != b[-i])
+    return f": at dimension {-d} the sizes are {a[-d]} (input) and {b[-d]} (target)"
+
+
 def _need_tensors(name, input, target):
     for arg, x in (("input", input), ("target", target)):
         if not isinstance(x, Tensor):
@@ -65,8 +73,9 @@ def _pointwise(name, input, target, strict=False):
         except ShapeError:
             strict = True
         if strict:
-            raise _target_error(ShapeError, name, "target shape does not match the input shape",
-                                input, target, hint)
+            raise _target_error(ShapeError, name, "target shape does not match the input shape"
+                                f"{_disagreement(input.shape, target.shape)}", input, target,
+                                hint)
         warnings.warn(f"{name}: using a target size {tuple(target.shape)} that is different to "
                       f"the input size {tuple(input.shape)}; they are broadcast, which is "
                       "likely wrong. Please ensure they have the same size.", UserWarning,

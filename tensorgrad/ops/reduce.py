@@ -48,7 +48,7 @@ def _checked(norm, dim, input, op):
         return norm(dim, input.ndim, op)
     except ShapeError as e:
         n = builtins.max(input.ndim, 1)
-        raise ShapeError(f"{e}; input shape {tuple(input.shape)}\n  hint: a tensor with "
+        raise ShapeError(f"{e.message}; input shape {tuple(input.shape)}\n  hint: a tensor with "
                          f"{input.ndim} dimension(s) takes dim in [{-n}, {n - 1}]") from None
 
 

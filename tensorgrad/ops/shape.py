@@ -117,15 +117,19 @@ def _reshape_error(op, in_shape, shape, numel):
 
 def reshape(input, *shape):
     """The same elements in a new shape (a view where NumPy can make one); -1 infers a size."""
-    need_tensor(input, "reshape")
-    shape = _infer_shape(_shape_arg(shape, "reshape"), input._array.size, input.shape, "reshape")
-    if shape == input._array.shape:
-        return input
-    return apply(RESHAPE, (input,), {"shape": shape})
+    return _reshape(input, shape, "reshape")
 
 
 def view(input, *shape):
-    return reshape(input, *shape)
+    return _reshape(input, shape, "view")
+
+
+def _reshape(input, shape, op):
+    need_tensor(input, op)
+    shape = _infer_shape(_shape_arg(shape, op), input._array.size, input.shape, op)
+    if shape == input._array.shape:
+        return input
+    return apply(RESHAPE, (input,), {"shape": shape})
 
 
 def flatten(input, start_dim=0, end_dim=-1):
