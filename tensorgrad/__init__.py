@@ -10,9 +10,8 @@
 Public re-exports only; each name lives in the module the README's architecture names.
 """
 
-from . import autograd, backend_api, cuda, dtypes, errors, nn, ops, optim
-from . import func
-from . import data, utils
+from . import (autograd, backend_api, cuda, data, diagnostics, distributed, dtypes, errors, func,
+               nn, ops, optim, utils, viz)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, frombuffer, full,

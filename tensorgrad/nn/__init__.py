@@ -3,7 +3,7 @@
 Speaks only Tensor: nothing here imports NumPy or CuPy (tests/test_layering.py checks).
 """
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .activation import (
     ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh,
 )
@@ -22,7 +22,7 @@ from .parameter import Parameter
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __all__ = [
-    "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList",
+    "functional", "init", "parallel", "utils", "Module", "Parameter", "Sequential", "ModuleList",
     "ModuleDict", "Identity", "Linear", "Bilinear", "Embedding", "Flatten", "Unflatten",
     "Dropout", "GradientReversal", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
