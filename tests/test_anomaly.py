@@ -270,3 +270,12 @@ def test_checks_run_on_every_device(device):
         with pytest.raises(tg.AnomalyError, match="log: the forward output has 1 Inf"):
             x.log()
     assert "0.25, 0 NaN, 1 Inf" in str(info.value)
+
+
+def test_log_of_a_negative_number_names_log_and_the_line():
+    x = tg.tensor([1.0, 0.5], requires_grad=True)
+    with tg.autograd.detect_anomaly(), pytest.raises(tg.AnomalyError) as info:
+        (x - 0.75).log()  # log(-0.25) is NaN
+    msg = str(info.value)
+    assert msg.startswith("log:") and "NaN" in msg
+    assert f"{__file__}:" in msg and "(x - 0.75).log()" in msg
