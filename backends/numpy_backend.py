@@ -9,15 +9,18 @@ from tensorgrad.backend_api import CAP_DLPACK
 
 
 def _broadcast_to(xp, x, shape):
-    """np.broadcast_to's view, built directly: ~0.3 us instead of ~2 us (it runs in every
+    """np.broadcast_to's view, built directly: ~0.4 us instead of ~2 us (it runs in every
     reduction's VJP). Falls back to NumPy where the buffer is not contiguous."""
-    if not x.flags.c_contiguous:
+    if x.ndim == 0:
+        strides = (0,) * len(shape)  # a full reduction's gradient, the common case
+    elif x.flags.c_contiguous:
+        lead = len(shape) - x.ndim
+        strides = [0] * lead + [0 if d == 1 and s != 1 else st
+                                for d, s, st in zip(x.shape, shape[lead:], x.strides)]
+    else:
         return np.broadcast_to(x, shape)
-    lead = len(shape) - x.ndim
-    strides = [0] * lead + [0 if d == 1 and s != 1 else st
-                            for d, s, st in zip(x.shape, shape[lead:], x.strides)]
     out = np.ndarray(shape, x.dtype, x, 0, strides)
-    out.flags.writeable = False  # as np.broadcast_to: writes would alias repeated elements
+    out.setflags(write=False)  # as np.broadcast_to: writes would alias repeated elements
     return out
 
 

@@ -195,7 +195,7 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (see tg.autograd.backward)."""
-        from .autograd import engine  # imported here: the engine imports this module
+        engine = _ENGINE or _load_engine()
         engine.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     # -- conversion to Python and NumPy -----------------------------------------------------
@@ -333,6 +333,18 @@ class _HookHandle:
 
     def remove(self):
         self._hooks.pop(self.id, None)
+
+
+def _load_engine():
+    # The engine imports this module, so it is looked up on first use and then kept: an
+    # import statement per backward() cost more than the rest of the call.
+    global _ENGINE
+    from .autograd import engine
+    _ENGINE = engine
+    return engine
+
+
+_ENGINE = None
 
 
 def is_tensor(obj):

@@ -184,6 +184,20 @@ def test_domain_adaptation_tiny(tmp_path):
     assert re.search(r"without reversal 0\.\d{3}, with reversal 0\.\d{3}", line), line
 
 
+def test_ddp_digits_runs_in_one_process_and_resumes(tmp_path):
+    # One process without mpiexec (an MPI singleton); tests/distributed runs it on 2 ranks' API.
+    pytest.importorskip("mpi4py", reason="ddp_digits needs mpi4py: pip install -e .[test]")
+    ckpt = tmp_path / "ddp.safetensors"
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    first = run_example("ddp_digits", "--epochs", "1", "--checkpoint", str(ckpt), timeout=120)
+    assert re.search(r"1 process\(es\), epochs 0-1, test accuracy 0\.\d+", first.stdout)
+    assert tg.load(ckpt)
+    again = run_example("ddp_digits", "--epochs", "2", "--resume", "--checkpoint", str(ckpt),
+                        timeout=120)
+    assert "epochs 1-3" in again.stdout, again.stdout  # --epochs more after the saved one
+
+
 def test_every_example_is_tested():
     tested = set(re.findall(r'run_example\(\s*"(\w+)"', Path(__file__).read_text()))
     examples = {p.stem for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}

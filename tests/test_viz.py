@@ -103,7 +103,7 @@ def test_dot_names_every_parameter_and_parses():
         assert hits[0]["label"] == f"{name}\n{tuple(p.shape)} float32"
         assert hits[0]["fillcolor"] == "lightblue"
     assert labels[0] == "output\n() float32"
-    assert "MeanBackward\n() float32" in labels and "MatmulBackward\n(4, 2) float32" in labels
+    assert "MeanBackward\n() float32" in labels and "LinearBackward\n(4, 2) float32" in labels
     # every node but the output feeds something; the output is fed by the loss's grad_fn
     assert {s for s, _ in edges} == set(nodes) - {"n0"}
     assert [s for s, d in edges if d == "n0"] == ["n1"]

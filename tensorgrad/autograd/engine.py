@@ -98,6 +98,11 @@ def _add(a, b):
         return b
     if type(a) is not Tensor:
         return a + b  # a Function's multi-output gradient bundle sums itself
+    backend = a._device._backend
+    if not graph._mode.enabled and backend is not None and not backend.needs_device_context:
+        # Outside create_graph the sum is a plain array add: nothing to record, and the
+        # check already guaranteed what the op's dispatch would check again.
+        return Tensor._wrap(a._array + b._array, a._device)
     if not _ADD:
         from ..ops.registry import OPS, apply  # the ops import the engine's package: look late
         _ADD.extend((apply, OPS["add"]))
@@ -158,13 +163,16 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
             if e is None or ge is None:
                 continue
             if type(e) is Node:
-                pending[e] = _add(pending.get(e), ge)
+                prev = pending.get(e)
+                pending[e] = ge if prev is None else _add(prev, ge)
             else:
                 _add_leaf(leaf_grads, e, ge)
     if targets is not None:
         return [_target_grad(t, leaf_grads, captured) for t in targets]
     # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
-    handed_out = {id(g._array) for g in root_grads} | retained
+    handed_out = retained
+    for g in root_grads:
+        handed_out.add(id(g._array))
     _accumulate_leaves(leaf_grads, create_graph, handed_out)
     return None
 
@@ -228,6 +236,12 @@ def _accumulate_leaves(leaf_grads, create_graph, handed_out):
 
 def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
     """`tensor.backward(...)`: accumulate gradients into the leaves' `.grad`."""
+    if gradient is None and inputs is None and isinstance(tensor, Tensor):
+        # loss.backward(), the call made once per training step: no list plumbing.
+        g = _root_grad(tensor, None, "backward")
+        run_backward((tensor,), (g,), create_graph if retain_graph is None else retain_graph,
+                     create_graph)
+        return
     tensors = list(tensor) if isinstance(tensor, (list, tuple)) else [tensor]
     if gradient is None:
         gradients = [None] * len(tensors)
@@ -259,7 +273,9 @@ def _root_grad(t, g, who):
                              f"this output has shape {tuple(t.shape)}\n  hint: reduce it first "
                              "(loss.sum(), loss.mean()) or pass gradient=")
         xp = (t._device._backend or t._backend).xp
-        return Tensor._wrap(xp.ones_like(t._array), t._device)
+        ones = xp.empty_like(t._array)
+        ones.fill(1)  # twice as fast as xp.ones_like on the one-element arrays met here
+        return Tensor._wrap(ones, t._device)
     if not isinstance(g, Tensor):
         from ..creation import tensor as make
         g = make(g, dtype=t.dtype, device=t.device)

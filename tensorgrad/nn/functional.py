@@ -25,6 +25,7 @@ from ..ops import elementwise as _ew
 from ..ops.conv import conv2d
 from ..ops.indexing import IndexOutOfRange
 from ..ops.join import pad
+from ..ops.linalg import linear as _linear
 from ..ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from ..ops.softmax import log_softmax as _log_softmax
 from ..ops.softmax import softmax as _softmax
@@ -131,6 +132,8 @@ def linear(input, weight, bias=None):
                          f"but weight expects {weight.shape[1]}\n  input: {describe(input)}\n"
                          f"  weight: {describe(weight)}\n  hint: the input's last dimension "
                          f"must be in_features = weight.shape[1] = {weight.shape[1]}")
+    if weight.ndim == 2 and input.ndim >= 1 and (bias is None or bias.shape == weight.shape[:1]):
+        return _linear(input, weight, bias)  # one node, and w's gradient in w's layout
     out = input.matmul(weight.T if weight.ndim == 2 else weight)
     return out if bias is None else out + bias
 

@@ -18,7 +18,10 @@ from .registry import apply, register
 def _reduce(ctx, i, g):
     """Un-broadcast `g` to input i's shape (None when input i needs no gradient)."""
     meta = ctx.in_meta[i]
-    return None if meta is None else unbroadcast(g, meta[0])
+    if meta is None:
+        return None
+    # Equal shapes, the common case, need no call into the helper.
+    return g if g._array.shape == meta[0] else unbroadcast(g, meta[0])
 
 
 def _operands(a, b, op, true_div=False):
@@ -94,10 +97,12 @@ def _mul(xp, a, b):
 
 
 def _mul_vjp(ctx, g):
+    # Straight to the op: g has the output's dtype and the inputs were promoted when mul
+    # ran, so the public function's promotion and broadcast checks would find nothing.
     a, b = ctx.inputs
     need_a, need_b = ctx.needs_input_grad
-    return (_reduce(ctx, 0, g * b) if need_a else None,
-            _reduce(ctx, 1, g * a) if need_b else None)
+    return (_reduce(ctx, 0, apply(MUL, (g, b))) if need_a else None,
+            _reduce(ctx, 1, apply(MUL, (g, a))) if need_b else None)
 
 
 MUL = register("mul", _mul, _mul_vjp, save_inputs=True)

@@ -4,7 +4,9 @@
 2-D @ 1-D (a 1 is prepended or appended, then removed), and batched with broadcast batch
 dims. Its VJP is two more matmuls, un-broadcast over the batch dims with the shared helper;
 einsum's VJP is one einsum per operand. Both are written in tensorgrad ops, so they are
-differentiable again. Operands must share a dtype, as PyTorch requires: no promotion here.
+differentiable again. `linear` (x @ w.T + b, what nn.functional.linear calls) is one op, so
+a layer records one node and its weight gradient comes out in the weight's layout. Operands
+must share a dtype, as PyTorch requires: no promotion here.
 """
 
 import math
@@ -163,6 +165,59 @@ def outer(input, vec2):
     need_tensor(vec2, "outer", "vec2")
     _need_ndim("outer", (input, vec2), (1, 1), "flatten them first")
     return input.reshape((input.shape[0], 1)) * vec2
+
+
+# ---- linear ---------------------------------------------------------------------------------
+def _linear(xp, x, w, b=None):
+    out = xp.matmul(x, w.T)
+    if b is not None:
+        out += b  # into the product, which is fresh: no second output array
+    return out
+
+
+def _linear_vjp(ctx, g):
+    # One node for x @ w.T + b. The weight's gradient comes out as g.T @ x, already in w's
+    # (out, in) layout: the matmul-of-a-transpose route made a transposed, non-contiguous
+    # gradient that every later elementwise pass (the optimizer's update) read across strides.
+    x, w = ctx.inputs[0], ctx.inputs[1]
+    need = ctx.needs_input_grad
+    gx = apply(MATMUL, (g, w)) if need[0] else None
+    gw = apply(MATMUL, (_rows(g).mT, _rows(x))) if need[1] else None
+    if len(need) == 2:
+        return gx, gw
+    gb = None
+    if need[2]:
+        gb = g.sum(dim=tuple(range(g.ndim - 1))) if g.ndim > 1 else g
+    return gx, gw, gb
+
+
+def _rows(t):
+    # (..., n) as (rows, n), so one matmul sums the weight's gradient over every leading dim.
+    return t if t.ndim == 2 else t.reshape((-1, t.shape[-1]))
+
+
+LINEAR = register("linear", _linear, _linear_vjp, save_inputs=True)
+
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias as one op, for input (..., in), weight (out, in), bias (out,).
+
+    >>> import tensorgrad as tg
+    >>> from tensorgrad.ops.linalg import linear
+    >>> linear(tg.ones(2, 3), tg.ones(4, 3), tg.zeros(4)).shape
+    (2, 4)
+    """
+    operands = (input, weight) if bias is None else (input, weight, bias)
+    for i, x in enumerate(operands):
+        need_tensor(x, "linear", ("input", "weight", "bias")[i])
+    _same_dtype("linear", operands)
+    if input.ndim == 0 or weight.ndim != 2 or input.shape[-1] != weight.shape[1] \
+            or bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        shapes = ", ".join(str(tuple(x.shape)) for x in operands)
+        raise op_error(ShapeError, "linear", f"shapes {shapes} do not fit", operands,
+                       "input (..., in_features), weight (out_features, in_features), bias "
+                       "(out_features,)")
+    return apply(LINEAR, operands)
 
 
 # ---- einsum --------------------------------------------------------------------------------

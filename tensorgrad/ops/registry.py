@@ -126,21 +126,33 @@ def apply(op, inputs, attrs=_NO_ATTRS):
 
 def edges_and_meta(inputs):
     """Per input: its graph edge (its node, itself as a leaf, or None) and its metadata."""
-    edges = []
-    in_meta = []
-    for x in inputs:
-        if isinstance(x, Tensor) and x._rg:
-            edges.append(x._node if x._node is not None else x)
-            in_meta.append((x._array.shape, x._array.dtype, x._device))
-        else:
-            edges.append(None)
-            in_meta.append(None)
+    edges, in_meta, _ = _edges(inputs)
     return edges, in_meta
 
 
+def _edges(inputs):
+    # One pass builds all three lists: a generator per call (tuple(e is not None ...)) cost
+    # as much as the rest of the recording.
+    edges = []
+    in_meta = []
+    needs = []
+    for x in inputs:
+        if isinstance(x, Tensor) and x._rg:
+            node = x._node
+            edges.append(x if node is None else node)
+            a = x._array
+            in_meta.append((a.shape, a.dtype, x._device))
+            needs.append(True)
+        else:
+            edges.append(None)
+            in_meta.append(None)
+            needs.append(False)
+    return edges, in_meta, needs
+
+
 def _record(op, inputs, attrs, result, res, dev, vc):
-    edges, in_meta = edges_and_meta(inputs)
-    node = Node(op, edges, in_meta, tuple(e is not None for e in edges), attrs)
+    edges, in_meta, needs = _edges(inputs)
+    node = Node(op, edges, in_meta, tuple(needs), attrs)
     out = Tensor._wrap(result, dev, True, node, vc)
     node.out_meta = (result.shape, result.dtype, dev)
     if op.save_inputs:

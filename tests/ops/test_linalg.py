@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tensorgrad as tg
+import tensorgrad.nn.functional as F
 from tensorgrad.errors import DTypeError, ShapeError
 
 # matmul shape pairs: 1-D·1-D, 1-D @ 2-D, 2-D @ 1-D, 2-D, batched, 1-D with batches, and
@@ -51,6 +52,16 @@ def _distinct_abs(shape):
     return make
 
 
+def _linear_ref(x, w, b=None):
+    out = x @ w.T
+    return out if b is None else out + b
+
+
+# linear: input (..., in), weight (out, in), optional bias (out,); 1-D, 2-D and 3-D inputs.
+LINEAR_SHAPES = [((3, 4), (2, 4), (2,)), ((3, 4), (2, 4)), ((4,), (2, 4), (2,)),
+                 ((2, 3, 4), (5, 4), (5,)), ((2, 3, 4), (5, 4))]
+
+
 CASES = [
     *(OpCase(("matmul",), tg.matmul, np.matmul, pair, name=f"matmul{list(pair)}")
       for pair in MATMUL_PAIRS),
@@ -63,6 +74,8 @@ CASES = [
     OpCase(("matmul",), tg.matmul, np.matmul,
            make=lambda rng: [rng.integers(-4, 5, size=(2, 3)), rng.integers(-4, 5, size=(3, 2))],
            differentiable=False, name="matmul-int"),
+    *(OpCase(("linear",), F.linear, _linear_ref, shapes, name=f"linear{list(shapes)}")
+      for shapes in LINEAR_SHAPES),
     OpCase(("einsum",), lambda a, b: tg.einsum("ij,jk->ik", a, b),
            lambda a, b: np.einsum("ij,jk->ik", a, b), ((2, 3), (3, 4)), name="einsum-ij,jk->ik"),
     OpCase(("einsum",), lambda a, b: tg.einsum("bij,bjk->bik", a, b),
