@@ -19,10 +19,26 @@ tensorgrad.
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view as _np_sliding_window_view
 
 
 # ---- pieces ----------------------------------------------------------------------------------
+def sliding_window_view(x, window, axis, xp=np):
+    """`numpy.lib.stride_tricks.sliding_window_view` for NumPy, and for an `xp` without it
+    (older CuPy) the same strided view built with `as_strided`."""
+    if xp is np:
+        return _np_sliding_window_view(x, window, axis=axis)
+    native = getattr(xp.lib.stride_tricks, "sliding_window_view", None)
+    if native is not None:
+        return native(x, window, axis=axis)
+    shape, strides = list(x.shape), list(x.strides)
+    for ax, w in zip(axis, window, strict=True):
+        shape[ax] -= w - 1
+    shape += list(window)
+    strides += [x.strides[ax] for ax in axis]
+    return xp.lib.stride_tricks.as_strided(x, shape=tuple(shape), strides=tuple(strides))
+
+
 def softmax_cross_entropy(logits, y, xp=np):
     """Mean cross-entropy of `logits` (N, K) against class indices `y` (N,), and its gradient."""
     n = logits.shape[0]
@@ -50,7 +66,7 @@ def conv2d_forward(x, w, b, pad, xp=np):
     if pad:
         x = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     ho, wo = h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
-    win = sliding_window_view(x, (kh, kw), axis=(2, 3))               # (n, c, ho, wo, kh, kw)
+    win = sliding_window_view(x, (kh, kw), (2, 3), xp)            # (n, c, ho, wo, kh, kw)
     cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
     out = (w.reshape(o, -1) @ cols).reshape(n, o, ho, wo) + b.reshape(o, 1, 1)
     return out, cols

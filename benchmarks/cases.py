@@ -12,22 +12,25 @@ Every implementation is an `Impl` whose `step()` runs one forward+backward and r
 `(loss, [grads...])`; `reset()` drops the gradients the last step left on the leaves, so that
 peak memory is measured from the same starting point for all. PyTorch is optional: without
 it `TORCH` is None and no "torch" Impl is built.
+
+`build(impls, device)` builds them on a `devkit.BenchDevice` (default the CPU): the inputs
+are moved there, the "numpy" implementation is the same hand-written code run with that
+device's array namespace (`xp=cupy` on CUDA, so it reads "CuPy by hand" there), and PyTorch
+runs on the same device when it can. Each case also carries `flops` (its matmul/conv
+multiply-adds x 2, forward and backward) and `min_bytes` (the bytes any implementation must
+at least read and write: inputs, outputs, gradients), from which `report.py` derives the
+physical lower bound of its time.
 """
 
-import gc
 import math
-import tracemalloc
 from dataclasses import dataclass, field
 
 import baselines
+import devkit
 import numpy as np
+from devkit import TORCH  # noqa: F401 - re-exported: training_cases, optim_cases, bench_*
 
 import tensorgrad as tg
-
-try:
-    import torch as TORCH
-except ImportError:  # PyTorch is never a dependency: its columns read "n/a"
-    TORCH = None
 
 IMPLS = ("tensorgrad", "numpy", "torch")
 
@@ -48,17 +51,7 @@ class Impl:
 
     def peak_memory(self):
         """Peak bytes traced by tracemalloc during one `step()`, from a clean start."""
-        self.reset()
-        gc.collect()
-        tracemalloc.start()
-        try:
-            out = self.step()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        del out
-        self.reset()
-        return peak
+        return devkit.tracemalloc_peak(self.step, self.reset)
 
 
 @dataclass
@@ -74,28 +67,33 @@ class Case:
     metric: str = "time"         # "time" (seconds per call) or "memory" (peak bytes)
     target: tuple = None         # (baseline impl, max ratio) or None: informational
     note: str = ""
+    flops: float = 0.0           # matmul/conv FLOPs of forward + backward (0: none)
+    min_bytes: float = 0.0       # bytes read + written at the very least
     extra: dict = field(default_factory=dict)
 
-    def build(self, impls=IMPLS):
-        """Build the requested implementations (those not available are left out)."""
+    def build(self, impls=IMPLS, device=None):
+        """Build the requested implementations on `device` (a `devkit.BenchDevice`, default
+        the CPU); those not available there are left out."""
+        dev = device or devkit.cpu()
         arrays = self.make_inputs()
         built = {}
         for name in impls:
             if name == "tensorgrad":
-                built[name] = _framework_impl(tg, tg.from_numpy, self.forward, arrays,
-                                              self.needs_grad)
+                built[name] = _framework_impl(tg, dev, self.forward, arrays, self.needs_grad)
             elif name == "numpy":
-                built[name] = Impl(step=lambda: self.baseline(*arrays))
-            elif name == "torch" and TORCH is not None:
-                built[name] = _framework_impl(TORCH, TORCH.from_numpy, self.forward, arrays,
+                xs = [dev.array(a) for a in arrays]
+                built[name] = Impl(step=lambda xs=xs: self.baseline(*xs, xp=dev.xp))
+            elif name == "torch" and dev.torch_device is not None:
+                built[name] = _framework_impl(TORCH, dev, self.forward, arrays,
                                               self.needs_grad)
         return built
 
 
-def _framework_impl(lib, from_numpy, forward, arrays, needs_grad):
-    """Leaves share the input arrays; each step sets their `.grad` to None first (as
-    `zero_grad(set_to_none=True)`), so gradients are freshly allocated, as in the baseline."""
-    leaves = [from_numpy(a).requires_grad_(bool(ng))
+def _framework_impl(lib, dev, forward, arrays, needs_grad):
+    """Leaves share the input arrays (on the CPU); each step sets their `.grad` to None first
+    (as `zero_grad(set_to_none=True)`), so gradients are freshly allocated, as in the
+    baseline."""
+    leaves = [dev.tensor(lib, a).requires_grad_(bool(ng))
               for a, ng in zip(arrays, needs_grad, strict=True)]
     params = [t for t in leaves if t.requires_grad]
 
@@ -113,11 +111,14 @@ def _framework_impl(lib, from_numpy, forward, arrays, needs_grad):
 
 
 def to_numpy(x):
-    """A result of any implementation as a NumPy array."""
-    if hasattr(x, "detach"):
+    """A result of any implementation, on any device, as a float64 NumPy array."""
+    if hasattr(x, "detach"):     # a tensorgrad or PyTorch tensor
         x = x.detach()
-    if hasattr(x, "numpy"):
+        if hasattr(x, "cpu"):
+            x = x.cpu()
         x = x.numpy()
+    elif hasattr(x, "get") and not isinstance(x, np.ndarray):   # a CuPy array
+        x = x.get()
     return np.asarray(x, dtype=np.float64)
 
 
@@ -173,30 +174,59 @@ def _mlp_inputs(batch, seed=3):
     return arrays
 
 
+F32 = 4  # bytes per float32
+
+
+def matmul_flops(m, k, n):
+    """FLOPs of one (m, k) @ (k, n) product: a multiply and an add per term."""
+    return 2 * m * k * n
+
+
+def mlp_flops(batch, widths, input_grad=False):
+    """Forward and backward matmul FLOPs of a Linear stack: forward, the weight gradients, and
+    the input gradients of every layer but the first (unless `input_grad`)."""
+    layers = list(zip(widths[:-1], widths[1:]))
+    fwd = sum(matmul_flops(batch, i, o) for i, o in layers)
+    dx = sum(matmul_flops(batch, o, i) for i, o in layers[(0 if input_grad else 1):])
+    return 2 * fwd + dx
+
+
+def mlp_param_count(widths):
+    return sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+
+
 def get_cases(quick=False):
     """The cases of the core suite, in report order, at full or quick sizes."""
     s = SIZES["quick" if quick else "full"]
     n, m = s["per_op"], s["memory_bound"]
     widths = "-".join(map(str, MLP_WIDTHS))
     cases = [
+        # inputs a, b; gradients ga, gb; the loss
         Case("per_op", f"per-op overhead: (a*b + a).sum(), {n} elements",
              lambda: _seeded(0, (n,), (n,)),
              (True, True), _per_op_forward, baselines.per_op,
-             target=("torch", 1.0), note="3 ops forward + backward"),
+             target=("torch", 1.0), note="3 ops forward + backward",
+             min_bytes=F32 * (4 * n + 1)),
+        # read x, w, b; write gx, gw, gb (one fused pass could do it all)
         Case("memory_bound", f"memory-bound: relu(x*w + b).sum(), x {m}x{m}, w, b ({m},)",
              lambda: _seeded(1, (m, m), (m,), (m,)),
              (True, True, True), _memory_bound_forward, baselines.memory_bound,
-             target=("numpy", 1.3)),
+             target=("numpy", 1.3), min_bytes=F32 * 2 * (m * m + 2 * m)),
     ]
     for k in s["matmul"]:
+        # forward A @ B, backward G @ B^T and A^T @ G: three k^3 products
         cases.append(Case(f"matmul_{k}", f"matmul: (A @ B).sum(), {k}x{k}",
                           lambda k=k: _seeded(2, (k, k), (k, k)),
                           (True, True), _matmul_forward, baselines.matmul,
-                          target=("numpy", 1.05)))
+                          target=("numpy", 1.05), flops=3 * matmul_flops(k, k, k),
+                          min_bytes=F32 * 4 * k * k))
     b = s["mlp_batch"]
+    n_params = mlp_param_count(MLP_WIDTHS)
     mlp = dict(make_inputs=lambda: _mlp_inputs(b), needs_grad=(False,) + (True,) * 6,
                forward=_mlp_forward, baseline=baselines.mlp)
-    cases.append(Case("mlp_time", f"MLP {widths} relu, batch {b}: time", **mlp))
+    cases.append(Case("mlp_time", f"MLP {widths} relu, batch {b}: time", **mlp,
+                      flops=mlp_flops(b, MLP_WIDTHS),
+                      min_bytes=F32 * (b * MLP_WIDTHS[0] + 2 * n_params)))
     cases.append(Case("mlp_memory", f"MLP {widths} relu, batch {b}: peak memory", **mlp,
                       metric="memory", target=("numpy", 1.3), note="tracemalloc"))
     return cases

@@ -12,13 +12,18 @@ fixed gradients, in three implementations:
 All three start from the same parameters and see the same gradients; `step()` returns
 `(0.0, parameters)`, so `cases.check_agree` compares the parameters after the first step
 before anything is timed. Later steps keep updating (values change, the work does not).
+On another device (`build(impls, device)`) the parameters and gradients live there and the
+hand-written update runs with its `xp` (CuPy on CUDA). `min_bytes` is the traffic an update
+cannot avoid: SGD reads p, g, buf and writes p, buf (5 arrays); Adam reads p, g, m, v and
+writes p, m, v (7 arrays).
 """
 
 import math
 from dataclasses import dataclass
 
+import devkit
 import numpy as np
-from cases import TORCH, Impl
+from cases import F32, TORCH, Impl
 
 import tensorgrad as tg
 
@@ -46,10 +51,10 @@ def _arrays(total):
 
 
 # ---- hand-written NumPy updates ----------------------------------------------------------------
-def numpy_sgd(params, grads, lr, momentum):
+def numpy_sgd(params, grads, lr, momentum, xp=np):
     """SGD with momentum, PyTorch's rule (the first step copies the gradient into the buffer)."""
     bufs = [None] * len(params)
-    scratch = [np.empty_like(p) for p in params]
+    scratch = [xp.empty_like(p) for p in params]
 
     def step():
         for i, (p, g, s) in enumerate(zip(params, grads, scratch)):
@@ -58,18 +63,18 @@ def numpy_sgd(params, grads, lr, momentum):
             else:
                 bufs[i] *= momentum
                 bufs[i] += g
-            np.multiply(bufs[i], -lr, out=s)
+            xp.multiply(bufs[i], -lr, out=s)
             p += s
         return 0.0, params
     return step
 
 
-def numpy_adam(params, grads, lr, betas, eps):
+def numpy_adam(params, grads, lr, betas, eps, xp=np):
     """Adam, PyTorch's rule, one scratch array per parameter."""
     b1, b2 = betas
-    ms = [np.zeros_like(p) for p in params]
-    vs = [np.zeros_like(p) for p in params]
-    scratch = [np.empty_like(p) for p in params]
+    ms = [xp.zeros_like(p) for p in params]
+    vs = [xp.zeros_like(p) for p in params]
+    scratch = [xp.empty_like(p) for p in params]
     count = [0]
 
     def step():
@@ -78,15 +83,15 @@ def numpy_adam(params, grads, lr, betas, eps):
         step_size = lr / (1 - b1 ** count[0])
         for p, g, m, v, s in zip(params, grads, ms, vs, scratch):
             m *= b1
-            np.multiply(g, 1 - b1, out=s)
+            xp.multiply(g, 1 - b1, out=s)
             m += s
             v *= b2
-            np.multiply(g, g, out=s)
+            xp.multiply(g, g, out=s)
             s *= 1 - b2
             v += s
-            np.sqrt(v, out=s)
+            xp.sqrt(v, out=s)
             s += eps * bc2_sqrt
-            np.divide(m, s, out=s)
+            xp.divide(m, s, out=s)
             s *= -step_size * bc2_sqrt
             p += s
         return 0.0, params
@@ -107,25 +112,29 @@ class OptimCase:
     target: tuple = None
     note: str = ""
     metric: str = "time"
+    flops: float = 0.0
+    min_bytes: float = 0.0
 
-    def build(self, impls=IMPLS):
+    def build(self, impls=IMPLS, device=None):
+        dev = device or devkit.cpu()
         params, grads = _arrays(self.total)
         built = {}
         for name in impls:
             if name == "tensorgrad":
-                built[name] = _framework_impl(tg, tg.from_numpy, self, params, grads)
+                built[name] = _framework_impl(tg, dev, self, params, grads)
             elif name == "numpy":
-                built[name] = Impl(step=self.baseline([p.copy() for p in params], grads,
-                                                      **self.kwargs))
-            elif name == "torch" and TORCH is not None:
-                built[name] = _framework_impl(TORCH, TORCH.from_numpy, self, params, grads)
+                built[name] = Impl(step=self.baseline(
+                    [dev.array(p.copy()) for p in params], [dev.array(g) for g in grads],
+                    xp=dev.xp, **self.kwargs))
+            elif name == "torch" and dev.torch_device is not None:
+                built[name] = _framework_impl(TORCH, dev, self, params, grads)
         return built
 
 
-def _framework_impl(lib, from_numpy, case, params, grads):
-    ps = [from_numpy(p.copy()).requires_grad_() for p in params]
+def _framework_impl(lib, dev, case, params, grads):
+    ps = [dev.tensor(lib, p.copy()).requires_grad_() for p in params]
     for p, g in zip(ps, grads, strict=True):
-        p.grad = from_numpy(g)
+        p.grad = dev.tensor(lib, g)
     opt = getattr(lib.optim, case.optimizer)(ps, **case.kwargs)
 
     def step():
@@ -141,7 +150,7 @@ def get_cases(quick=False):
     what = f"{N_TENSORS} tensors, {n / 1e6:.3g} M numbers"
     return [
         OptimCase("optim_sgd", f"optimizer step: SGD momentum 0.9, {what}", "SGD", SGD_KW,
-                  numpy_sgd, total, target=("numpy", 1.2)),
+                  numpy_sgd, total, target=("numpy", 1.2), min_bytes=F32 * 5 * n),
         OptimCase("optim_adam", f"optimizer step: Adam, {what}", "Adam", ADAM_KW,
-                  numpy_adam, total, target=("numpy", 1.2)),
+                  numpy_adam, total, target=("numpy", 1.2), min_bytes=F32 * 7 * n),
     ]

@@ -1,18 +1,32 @@
-"""Print tensorgrad's core benchmarks and training steps next to hand-written NumPy and
-PyTorch eager.
+"""Print tensorgrad's benchmarks next to hand-written NumPy/CuPy, PyTorch eager and the
+machine's physical limits; save them as JSON and a bar chart.
 
-    python benchmarks/report.py [--quick] [--rounds N] [--json PATH] [--threads N]
-                                [--cases KEY,...] [--no-torch]
+    python benchmarks/report.py [--device cpu,cuda] [--quick] [--rounds N] [--threads N]
+                                [--cases KEY,...] [--no-torch] [--out-dir DIR] [--no-save]
+                                [--json PATH]
+    python benchmarks/report.py --from-json PATH     # re-print a saved run (or pytest-benchmark's)
 
-Each case runs its implementations in interleaved rounds (tensorgrad, numpy, torch,
-tensorgrad, numpy, torch, ...); a round times a fixed number of calls with
-`time.perf_counter` after a warm-up. A ratio is the median over rounds of the per-round
-ratio, with its spread (min-max). Peak memory is tracemalloc's peak over one call, which sees
-NumPy's allocations and tensorgrad's Python objects; PyTorch's CPU allocator is invisible to
-it, so that cell reads n/a. Before timing, every implementation's loss and gradients are
-checked against the NumPy ones, so the table compares the same computation. The training
-steps (`training_cases.py`: MLP, CNN, LSTM with cross-entropy and an SGD update) follow the
-core cases; their first step, from the same weights, is the one cross-checked.
+Each case runs, on each device, its implementations in interleaved rounds (tensorgrad,
+by hand, torch, tensorgrad, by hand, torch, ...); a round times a fixed number of calls with
+`time.perf_counter` after a warm-up (on a GPU, after synchronizing). A ratio is the median
+over rounds of the per-round ratio, with its spread (min-max). "By hand" is the same
+hand-written code in the device's array namespace: NumPy on the CPU, CuPy on CUDA. Peak
+memory is the peak allocated during one call: tracemalloc on the CPU (NumPy's buffers and
+Python objects; PyTorch's CPU allocator is invisible to it, so that cell reads n/a), CuPy's
+memory pool and `torch.cuda.max_memory_allocated` on CUDA. Before timing, every
+implementation's loss and gradients are checked against the hand-written ones, so the table
+compares the same computation. The training steps (`training_cases.py`) and optimizer steps
+(`optim_cases.py`) follow the core cases.
+
+The same run first measures each device's limits (`limits.py`): peak float32 matmul GFLOP/s
+and copy bandwidth. Each case's lower bound is its matmul/conv FLOPs over the peak or its
+minimum bytes over the bandwidth, whichever is larger; the second table prints it and how
+many times it each implementation takes.
+
+`--device` defaults to the CPU plus CUDA when usable; an unusable device is skipped with the
+reason. Results go to `<out-dir>/<machine>.json` and `<machine>.png` (default out-dir
+`benchmarks/results`; machine = CPU and GPU names + devices, suffixed `-quick` / `-partial`
+for --quick or --cases runs, so those never replace a full run's files).
 
 BLAS and OpenMP run on `--threads` threads (default 2, the CI machine's size): the
 environment variables are set before NumPy is imported, and threadpoolctl and
@@ -40,24 +54,33 @@ if __name__ == "__main__":  # before NumPy and PyTorch load their thread pools
     # other way round): measured 10-100x slowdowns on 2 CPUs. Sleeping waiters cost a
     # wake-up (microseconds) per parallel region, nothing at these sizes.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # float32 means float32 on a GPU too: no TF32 tensor-core matmuls in any column or in the
+    # peak (CuPy and PyTorch default to it off already; this covers every cuBLAS user).
+    os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # cases/baselines: no package
 
 import cases as _cases  # noqa: E402
+import devkit  # noqa: E402
+import limits as _limits  # noqa: E402
 import numpy as np  # noqa: E402
 import optim_cases as _optim  # noqa: E402
 import threadpoolctl  # noqa: E402
 import training_cases as _training  # noqa: E402
 
 import tensorgrad as tg  # noqa: E402
+from tensorgrad import backend_api  # noqa: E402
 
-LABELS = {"tensorgrad": "tensorgrad", "numpy": "NumPy by hand", "torch": "PyTorch eager"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT_DIR = os.path.join(HERE, "results")
+IMPL_NAMES = ("tensorgrad", "numpy", "torch")  # "numpy": the hand-written baseline, any xp
 # rounds; seconds per round (sets the calls per round); warm-up calls; idle seconds between
 # two implementations' turns. The idle gap lets the previous library's worker threads stop
 # spinning: OpenBLAS's spin for ~2**28 cycles after a call and libgomp's (PyTorch) spin too,
@@ -69,38 +92,45 @@ PRESETS = {
 
 
 # ---- measurement -------------------------------------------------------------------------
-def _calls_per_round(step, round_s):
+def _calls_per_round(step, round_s, sync):
+    sync()
     t0 = time.perf_counter()
     step()
+    sync()
     dt = max(time.perf_counter() - t0, 1e-9)
     return max(1, int(round_s / dt))
 
 
-def time_rounds(impls, rounds, round_s, warmup, gap_s=0.0):
-    """Per-call seconds of each impl, one value per round, the rounds interleaved."""
+def time_rounds(impls, rounds, round_s, warmup, gap_s=0.0, sync=lambda: None):
+    """Per-call seconds of each impl, one value per round, the rounds interleaved. `sync`
+    waits for queued device work; it closes every timed region (a no-op on the CPU)."""
     for impl in impls.values():
         for _ in range(warmup):
             impl.step()
-    number = _calls_per_round(impls["tensorgrad"].step, round_s)
+    sync()
+    number = _calls_per_round(impls["tensorgrad"].step, round_s, sync)
     per_round = {name: [] for name in impls}
     for _ in range(rounds):
         for name, impl in impls.items():
             step = impl.step
             time.sleep(gap_s)
+            sync()
             t0 = time.perf_counter()
             for _ in range(number):
                 step()
+            sync()
             per_round[name].append((time.perf_counter() - t0) / number)
     return per_round, number
 
 
-def memory_rounds(impls, rounds):
-    """Peak traced bytes of one call of each impl that tracemalloc can see, interleaved."""
-    seen = {name: impl for name, impl in impls.items() if name != "torch"}
-    per_round = {name: [] for name in seen}
+def memory_rounds(impls, rounds, dev):
+    """Peak bytes of one call of each impl whose allocator the device can see, interleaved."""
+    per_round = {}
     for _ in range(rounds):
-        for name, impl in seen.items():
-            per_round[name].append(float(impl.peak_memory()))
+        for name, impl in impls.items():
+            peak = dev.peak_memory(impl, name)
+            if peak is not None:
+                per_round.setdefault(name, []).append(float(peak))
     return per_round
 
 
@@ -112,21 +142,29 @@ def summarize(values):
             "q1": q[0], "q3": q[2], "n": len(v)}
 
 
-def measure_case(case, impl_names, preset):
-    """Build, cross-check and measure one case; returns its JSON-ready row."""
-    impls = case.build(impl_names)
+def measure_case(case, impl_names, preset, dev=None, lim=None):
+    """Build, cross-check and measure one case on one device; returns its JSON-ready row
+    (with its lower bound when the device's limits `lim` are given)."""
+    dev = dev or devkit.cpu()
+    impls = case.build(impl_names, dev)
     _cases.check_agree(case, {name: impl.step() for name, impl in impls.items()})
-    row = {"key": case.key, "title": case.title, "metric": case.metric, "note": case.note,
-           "target": None, "met": None}
+    row = {"key": case.key, "title": case.title, "device": dev.name, "metric": case.metric,
+           "note": case.note, "target": None, "met": None,
+           "missing": {name: dev.torch_missing for name in impl_names
+                       if name == "torch" and name not in impls}}
     if case.metric == "memory":
-        per_round = memory_rounds(impls, min(preset["rounds"], 3))
+        per_round = memory_rounds(impls, min(preset["rounds"], 3), dev)
         row["unit"], row["calls_per_round"] = "bytes", 1
     else:
         per_round, number = time_rounds(impls, preset["rounds"], preset["round_s"],
-                                        preset["warmup"], preset["gap_s"])
+                                        preset["warmup"], preset["gap_s"], dev.synchronize)
         row["unit"], row["calls_per_round"] = "s", number
     row["per_round"] = per_round
     row["values"] = {name: statistics.median(v) for name, v in per_round.items()}
+    if case.metric == "memory":
+        row["peak_bytes"] = dict(row["values"])
+    else:
+        row["peak_bytes"] = {name: dev.peak_memory(impl, name) for name, impl in impls.items()}
     tg_rounds = per_round["tensorgrad"]
     row["ratios"] = {
         base: summarize([t / b for t, b in zip(tg_rounds, per_round[base], strict=True)])
@@ -136,7 +174,54 @@ def measure_case(case, impl_names, preset):
         row["target"] = {"vs": base, "max_ratio": limit}
         if base in row["ratios"]:
             row["met"] = row["ratios"][base]["median"] <= limit
+    row["flops"], row["min_bytes"] = case.flops, case.min_bytes
+    add_bound(row, lim)
     return row
+
+
+def add_bound(row, lim):
+    """Set the row's lower bound from the device's limits and each implementation's
+    distance to it (`x_bound`, time / bound)."""
+    row["bound"] = _limits.bound(_CaseCost(row), lim) if lim else None
+    row["x_bound"] = ({name: v / row["bound"]["s"] for name, v in row["values"].items()}
+                      if row["bound"] and row["bound"]["s"] > 0 else {})
+
+
+def raise_to_observed(lim, rows):
+    """Raise a limit that a case's fastest round beat: on a machine shared with other jobs
+    the dedicated measurements can both land in a busy moment, while a case's best round
+    shows the rate the hardware reached in this run. The raised limit says where it came
+    from; the dedicated measurement stays in `limits["runs"]`."""
+    for kind, cost, unit, scale in (("matmul", "flops", "gflops", 1e9),
+                                    ("copy", "min_bytes", "gbs", 1e9)):
+        best = None
+        for row in rows:
+            if "error" in row or row["metric"] != "time" or not row.get(cost):
+                continue
+            for impl, times in row["per_round"].items():
+                rate = row[cost] / min(times) / scale
+                if best is None or rate > best[0]:
+                    best = (rate, row["key"], impl)
+        if best and best[0] > lim[kind][unit]:
+            label = {"tensorgrad": "tensorgrad", "numpy": "by hand", "torch": "PyTorch"}
+            lim[kind] = {unit: best[0], "raised_by": best[1],
+                         "how": f"the fastest round of {best[1]} ({label[best[2]]}); the "
+                                f"dedicated measurement, {lim[kind]['how']}, reached only "
+                                f"{lim[kind][unit]:.1f}: a busy machine"}
+
+
+class _CaseCost:
+    def __init__(self, row):
+        self.metric, self.flops, self.min_bytes = row["metric"], row["flops"], row["min_bytes"]
+
+
+def best_limits(a, b):
+    """The better of two measurements of a device's limits (both kept under 'runs'): a busy
+    machine only ever makes a peak look lower, so the best one seen is the limit."""
+    best = {k: max(a[k], b[k], key=lambda m: m["gflops" if k == "matmul" else "gbs"])
+            for k in ("matmul", "copy")}
+    best["runs"] = [{k: a[k] for k in ("matmul", "copy")}, {k: b[k] for k in ("matmul", "copy")}]
+    return best
 
 
 def all_cases(quick=False):
@@ -146,36 +231,101 @@ def all_cases(quick=False):
             + _optim.get_cases(quick=quick))
 
 
-def run(quick=False, rounds=None, threads=2, use_torch=True, only=None, log=None):
-    """Measure every case (or those whose key is in `only`); returns the report dict."""
+def default_devices():
+    """The CPU, plus CUDA when it is usable."""
+    ok, _ = backend_api.availability("cuda")
+    return ["cpu", "cuda"] if ok else ["cpu"]
+
+
+def open_devices(names, use_torch=True):
+    """`({name: BenchDevice}, {name: why skipped})` for the requested device names."""
+    opened, skipped = {}, {}
+    for name in names:
+        try:
+            opened[name] = devkit.open_device(name, use_torch)
+        except Exception as exc:  # DeviceError (not usable), or a broken install
+            skipped[name] = str(exc).splitlines()[0]
+    if "cuda" not in names:
+        ok, reason = backend_api.availability("cuda")
+        if not ok:
+            skipped.setdefault("cuda", f"not requested; {reason.splitlines()[0]}")
+    return opened, skipped
+
+
+def run(quick=False, rounds=None, threads=2, use_torch=True, only=None, log=None,
+        devices=None):
+    """Measure the machine's limits, then every case (or those whose key is in `only`) on
+    every usable device of `devices` (default: `default_devices()`); returns the report."""
     preset = dict(PRESETS["quick" if quick else "full"])
     if rounds is not None:
         preset["rounds"] = rounds
-    torch = _cases.TORCH if use_torch else None
+    torch = devkit.TORCH if use_torch else None
     impl_names = ("tensorgrad", "numpy") + (("torch",) if torch is not None else ())
+    requested = list(devices or default_devices())
+    devs, skipped = open_devices(requested, use_torch)
     old_torch_threads = torch.get_num_threads() if torch is not None else None
-    rows = []
+    rows, dev_info = [], {}
     try:
         if torch is not None:
             torch.set_num_threads(threads)
         with threadpoolctl.threadpool_limits(limits=threads):
             info = machine_info(threads, torch)
+            for name, dev in devs.items():
+                if log:
+                    log(f"measuring the limits of {name} ...")
+                dev_info[name] = {"hardware": dev.describe(), **dev.versions(),
+                                  "hand": dev.hand_label, "torch_device": dev.torch_device,
+                                  "torch_missing": dev.torch_missing,
+                                  "limits": _limits.measure(dev, threads, quick)}
             for case in all_cases(quick):
                 if only and case.key not in only:
                     continue
+                for name, dev in devs.items():
+                    if log:
+                        log(f"measuring {case.key} on {name} ...")
+                    try:
+                        rows.append(measure_case(case, impl_names, preset, dev,
+                                                 dev_info[name]["limits"]))
+                    except Exception as exc:  # one broken case must not hide the others
+                        rows.append({"key": case.key, "title": case.title, "device": name,
+                                     "metric": case.metric,
+                                     "error": f"{type(exc).__name__}: {exc}"})
+            for name, dev in devs.items():  # again at the end: the best of both is the limit
                 if log:
-                    log(f"measuring {case.key} ...")
-                try:
-                    rows.append(measure_case(case, impl_names, preset))
-                except Exception as exc:  # one broken case must not hide the others
-                    rows.append({"key": case.key, "title": case.title, "metric": case.metric,
-                                 "error": f"{type(exc).__name__}: {exc}"})
+                    log(f"measuring the limits of {name} again ...")
+                dev_info[name]["limits"] = best_limits(dev_info[name]["limits"],
+                                                       _limits.measure(dev, threads, quick))
+            for name in devs:
+                raise_to_observed(dev_info[name]["limits"],
+                                  [r for r in rows if r.get("device") == name])
+            for row in rows:
+                if "error" not in row:
+                    add_bound(row, dev_info[row["device"]]["limits"])
     finally:
         if torch is not None:
             torch.set_num_threads(old_torch_threads)
+    _add_speedups(rows)
     info["loadavg_end"] = _loadavg()
-    config = {"quick": quick, "torch": torch is not None, **preset}
-    return {"machine": info, "config": config, "rows": rows}
+    info["gpus"] = sorted({d["hardware"] for n, d in dev_info.items() if n != "cpu"})
+    config = {"quick": quick, "torch": torch is not None, "devices": list(devs),
+              "requested_devices": requested, "skipped_devices": skipped,
+              "cases": sorted(only) if only else None, **preset}
+    report = {"machine": info, "devices": dev_info, "config": config, "rows": rows}
+    report["machine"]["name"] = machine_name(report)
+    return report
+
+
+def _add_speedups(rows):
+    """Each non-CPU row's speed-up over the same case on the CPU, per implementation."""
+    cpu_rows = {r["key"]: r for r in rows if r.get("device") == "cpu" and "error" not in r}
+    for row in rows:
+        base = cpu_rows.get(row["key"])
+        if row.get("device") == "cpu" or "error" in row or base is None \
+                or row["metric"] != "time":
+            row["speedup"] = None
+            continue
+        row["speedup"] = {name: base["values"][name] / v for name, v in row["values"].items()
+                          if name in base["values"] and v > 0}
 
 
 # ---- machine info ------------------------------------------------------------------------
@@ -202,7 +352,8 @@ def machine_info(threads, torch):
             "tensorgrad": tg.__version__,
             "torch": torch.__version__ if torch is not None else None,
             "torch_threads": torch.get_num_threads() if torch is not None else None,
-            "blas": blas, "env": env, "loadavg": _loadavg()}
+            "blas": blas, "env": env, "loadavg": _loadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
 
 
 def _loadavg():
@@ -213,16 +364,53 @@ def _loadavg():
         return None
 
 
+def slug(text):
+    """A file-name-safe lower-case slug: 'Intel(R) Xeon(R) Gold 6338' -> 'intel-xeon-gold-6338'."""
+    text = re.sub(r"\((r|tm|c)\)|\bcpu\b|\bprocessor\b|@.*$", " ", text, flags=re.I)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def machine_name(report):
+    """`<cpu>[_<gpu>...]_<devices>[-quick|-partial]`: the file name of this run's results."""
+    parts = [slug(report["machine"]["cpu"])]
+    parts += [slug(g) for g in report["machine"].get("gpus", [])]
+    devices = [re.sub(r"[^a-z0-9]+", "", d.lower()) for d in report["config"]["devices"]]
+    parts.append("-".join(devices) or "none")
+    name = "_".join(parts)
+    if report["config"].get("quick"):
+        name += "-quick"
+    elif report["config"].get("cases"):
+        name += "-partial"
+    return name
+
+
 # ---- formatting --------------------------------------------------------------------------
 def fmt_value(x, unit):
     if x is None:
         return "n/a"
     if unit == "bytes":
-        return f"{x / 2**20:.1f} MiB"
+        return fmt_bytes(x)
     for scale, suffix in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if x >= scale:
             return f"{x / scale:.3g} {suffix}"
     return f"{x / 1e-9:.3g} ns"
+
+
+def fmt_bytes(x):
+    if x is None:
+        return "n/a"
+    for scale, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if x >= scale:
+            return f"{x / scale:.3g} {suffix}"
+    return f"{x:.0f} B"
+
+
+def fmt_si(x, unit):
+    """1.5e9, 'FLOP' -> '1.5 GFLOP' (decimal prefixes, as GB/s and GFLOP/s are)."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
 
 
 def fmt_ratio(r):
@@ -231,34 +419,83 @@ def fmt_ratio(r):
     return f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
 
 
-def fmt_target(row):
+def fmt_times(x):
+    if x is None:
+        return "n/a"
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.3g}×"
+
+
+def _hand_label(report, device):
+    return report.get("devices", {}).get(device, {}).get("hand", "NumPy")
+
+
+def fmt_target(row, hand="NumPy"):
     t = row.get("target")
     if not t:
         return "—", "—"
-    label = "NumPy" if t["vs"] == "numpy" else "PyTorch"
+    label = hand if t["vs"] == "numpy" else "PyTorch"
     met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
     return f"tg/{label} ≤ {t['max_ratio']}", met
 
 
+def _missing(report, row, name):
+    """Why an implementation has no value in a row ('' when it has one)."""
+    if name in row.get("values", {}):
+        return ""
+    if name == "torch":
+        if not report["config"]["torch"]:
+            return "n/a (PyTorch not installed)" if devkit.TORCH is None or \
+                row.get("missing", {}).get("torch") == devkit.TORCH_MISSING \
+                else "n/a (PyTorch left out)"
+        why = row.get("missing", {}).get("torch")
+        if why:
+            return f"n/a ({why})"
+        if row.get("metric") == "memory":
+            return "n/a (not traced)"
+    return "n/a"
+
+
 def format_table(report):
-    torch_missing = not report["config"]["torch"]
-    head = ["case", *LABELS.values(), "tg / NumPy", "tg / PyTorch", "target", "met"]
+    head = ["case", "device", "tensorgrad", "by hand", "PyTorch", "tg / hand", "tg / PyTorch",
+            "GPU speed-up (tg)", "peak memory tg · hand · PyTorch", "target", "met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
+        device = row.get("device", "cpu")
         if "error" in row:
-            lines.append(f"| {row['title']} | error: {row['error']} |" + " |" * (len(head) - 2))
+            lines.append(f"| {row['title']} | {device} | error: {row['error']} |"
+                         + " |" * (len(head) - 3))
             continue
-        cells = [row["title"]]
-        for name in LABELS:
-            v = row["values"].get(name)
-            if name == "torch" and torch_missing:
-                cells.append("n/a (PyTorch not installed)")
-            elif v is None and row["metric"] == "memory" and name == "torch":
-                cells.append("n/a (not traced)")
-            else:
-                cells.append(fmt_value(v, row["unit"]))
+        cells = [row["title"], device]
+        for name in IMPL_NAMES:
+            cells.append(_missing(report, row, name) or fmt_value(row["values"][name],
+                                                                   row["unit"]))
         cells += [fmt_ratio(row["ratios"].get("numpy")), fmt_ratio(row["ratios"].get("torch"))]
-        cells += fmt_target(row)
+        sp = (row.get("speedup") or {}).get("tensorgrad")
+        cells.append("—" if device == "cpu" or row["metric"] != "time"
+                     else (f"{sp:.3g}×" if sp else "n/a"))
+        peaks = row.get("peak_bytes") or {}
+        cells.append(" · ".join(fmt_bytes(peaks.get(n)) for n in IMPL_NAMES))
+        cells += fmt_target(row, _hand_label(report, device))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_bounds_table(report):
+    head = ["case", "device", "lower bound", "set by", "tensorgrad × bound", "by hand × bound",
+            "PyTorch × bound"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"]:
+        b = row.get("bound")
+        if "error" in row or not b:
+            continue
+        lim = report["devices"][row["device"]]["limits"]
+        if b["by"] == "FLOPs":
+            why = f"{fmt_si(b['flops'], 'FLOP')} at {lim['matmul']['gflops']:.0f} GFLOP/s"
+        else:
+            why = f"{fmt_si(b['min_bytes'], 'B')} at {lim['copy']['gbs']:.1f} GB/s"
+        cells = [row["title"], row["device"], fmt_value(b["s"], "s"), why]
+        for name in IMPL_NAMES:
+            cells.append(_missing(report, row, name) or fmt_times(row["x_bound"].get(name)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -270,9 +507,11 @@ def format_machine(info):
     torch = (f"{info['torch']} ({info['torch_threads']} threads)" if info["torch"]
              else "n/a (PyTorch not installed)")
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items()) or "none"
+    gpus = ", ".join(info.get("gpus") or []) or "none used"
     return "\n".join([
-        f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs), threads used: "
-        f"{info['threads']}",
+        f"Machine `{info.get('name', '?')}` ({info.get('date', 'date unknown')}): "
+        f"CPU {info['cpu']} ({info['logical_cpus']} logical CPUs), threads used: "
+        f"{info['threads']}; GPU: {gpus}",
         f"Python {info['python']}, NumPy {info['numpy']}, tensorgrad {info['tensorgrad']}, "
         f"PyTorch {torch}",
         f"BLAS/OpenMP (threadpoolctl): {blas}",
@@ -281,31 +520,200 @@ def format_machine(info):
     ])
 
 
+def format_devices(report):
+    lines = []
+    for name, d in report.get("devices", {}).items():
+        lim = d["limits"]
+        torch = d["torch_device"] or f"n/a ({d['torch_missing']})"
+        lines.append(
+            f"- {name} ({d['hardware']}; by hand: {d['hand']} {d.get('xp_version') or ''}; "
+            f"PyTorch on: {torch}): peak float32 matmul {lim['matmul']['gflops']:.1f} GFLOP/s "
+            f"({lim['matmul']['how']}), copy bandwidth {lim['copy']['gbs']:.1f} GB/s "
+            f"({lim['copy']['how']})")
+    for name, why in report["config"].get("skipped_devices", {}).items():
+        lines.append(f"- {name}: skipped ({why})")
+    return "\n".join(lines)
+
+
 def format_report(report):
     c = report["config"]
     how = (f"{c['rounds']} interleaved rounds, about {c['round_s']} s each; "
-           "ratio = median of per-round ratios (min–max)")
-    return "\n\n".join([format_machine(report["machine"]), how, format_table(report)])
+           "ratio = median of per-round ratios (min–max). By hand = NumPy on the CPU, CuPy "
+           "on CUDA.")
+    parts = [format_machine(report["machine"])]
+    if report.get("devices") or c.get("skipped_devices"):
+        parts.append("Devices and their measured limits:\n" + format_devices(report))
+    parts += [how, format_table(report)]
+    if any(row.get("bound") for row in report["rows"]):
+        parts += ["Distance to the physical limit: lower bound = max(matmul/conv FLOPs / "
+                  "peak matmul rate, minimum bytes / copy bandwidth), the limits measured at "
+                  "the start and the end of the run, the better kept (or a case's fastest round "
+                  "if that beat both); × bound = time / lower bound.", format_bounds_table(report)]
+        if any(v < 1 for row in report["rows"] for v in (row.get("x_bound") or {}).values()):
+            parts.append("A × bound below 1 means a limit was measured low (a busy machine): "
+                         "read that row's bound as unreliable.")
+    return "\n\n".join(parts)
+
+
+# ---- files -------------------------------------------------------------------------------
+def save(report, out_dir):
+    """Write `<out_dir>/<machine>.json` and `.png`; returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    base = os.path.join(out_dir, report["machine"]["name"])
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=1, default=str)
+        f.write("\n")
+    written = [base + ".json"]
+    png = chart(report, base + ".png")
+    if png:
+        written.append(png)
+    return written
+
+
+def chart(report, path):
+    """A PNG bar chart: tensorgrad's ratios to hand-written and to PyTorch per case (left,
+    with the quartiles of the per-round ratios), and each implementation's distance to the
+    lower bound (right). None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: matplotlib is not installed", file=sys.stderr)
+        return None
+    rows = [r for r in report["rows"] if "error" not in r]
+    if not rows:
+        return None
+    labels = [f"{r['key']} [{r['device']}]" for r in rows]
+    y = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 1.6 + 0.42 * len(rows)), sharey=True)
+    for ax, series, title in (
+            (ax1, [("numpy", "tg / by hand", "tab:blue"), ("torch", "tg / PyTorch",
+                                                             "tab:orange")],
+             "tensorgrad time ÷ other (memory rows: peak bytes); 1 = equal\n"
+             "bar: median of per-round ratios; whiskers: quartiles"),
+            (ax2, [("tensorgrad", "tensorgrad", "tab:green"), ("numpy", "by hand", "tab:blue"),
+                   ("torch", "PyTorch", "tab:orange")],
+             "time ÷ physical lower bound; 1 = at the limit")):
+        h = 0.8 / len(series)
+        for i, (name, label, color) in enumerate(series):
+            vals, lo, hi = [], [], []
+            for r in rows:
+                if ax is ax1:
+                    rr = r["ratios"].get(name)
+                    v = rr["median"] if rr else np.nan
+                    lo.append(v - rr.get("q1", rr["min"]) if rr else 0)
+                    hi.append(rr.get("q3", rr["max"]) - v if rr else 0)
+                else:
+                    v = r.get("x_bound", {}).get(name, np.nan)
+                    lo.append(0)
+                    hi.append(0)
+                vals.append(v)
+            pos = y - 0.4 + h * (i + 0.5)
+            ax.barh(pos, vals, height=h, color=color, label=label,
+                    xerr=[lo, hi] if ax is ax1 else None, error_kw={"lw": 0.8})
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(axis="x", which="both", alpha=0.3)
+    ax1.set_yticks(y)
+    ax1.set_yticklabels(labels, fontsize=8)
+    ax1.invert_yaxis()
+    m = report["machine"]
+    fig.suptitle(f"tensorgrad benchmarks: {m.get('name', '')} ({m['threads']} threads, "
+                 f"{m.get('date', '')})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load(path):
+    """A saved report: this script's JSON, or pytest-benchmark's (`--benchmark-json`)."""
+    with open(path) as f:
+        data = json.load(f)
+    if "rows" in data:
+        data.setdefault("devices", {})
+        data["config"].setdefault("skipped_devices", {})
+        for row in data["rows"]:
+            row.setdefault("device", "cpu")
+        return data
+    if "benchmarks" in data:
+        return from_pytest_benchmark(data)
+    raise ValueError(f"{path}: neither a report.py nor a pytest-benchmark JSON file")
+
+
+def from_pytest_benchmark(data):
+    """Rows from pytest-benchmark's JSON (bench_core.py, bench_training.py): medians per
+    implementation, ratios of medians (spread: the ratio of the extremes, min/max and
+    max/min), no limits (they are measured by report.py only)."""
+    by_case = {}
+    for b in data["benchmarks"]:
+        m = re.fullmatch(r"(.+)\[(tensorgrad|numpy|torch)\]", b["name"])
+        if m:
+            by_case.setdefault(m.group(1), {"title": b.get("group") or m.group(1)})[
+                m.group(2)] = b["stats"]
+    rows = []
+    for key, d in by_case.items():
+        if "tensorgrad" not in d:
+            continue
+        stats = {n: d[n] for n in IMPL_NAMES if n in d}
+        t = stats["tensorgrad"]
+        rows.append({"key": key, "title": d["title"], "device": "cpu", "metric": "time",
+                     "note": "", "target": None, "met": None, "unit": "s", "missing": {},
+                     "values": {n: s["median"] for n, s in stats.items()},
+                     "ratios": {n: {"median": t["median"] / s["median"],
+                                    "min": t["min"] / s["max"], "max": t["max"] / s["min"],
+                                    "n": min(t["rounds"], s["rounds"])}
+                                for n, s in stats.items() if n != "tensorgrad"},
+                     "peak_bytes": {}, "bound": None, "x_bound": {}, "speedup": None})
+    mi = data.get("machine_info", {})
+    info = {"name": "pytest-benchmark", "cpu": mi.get("cpu", {}).get("brand_raw", "?"),
+            "logical_cpus": mi.get("cpu", {}).get("count"), "threads": "?",
+            "python": mi.get("python_version", "?"), "numpy": "?", "tensorgrad": "?",
+            "torch": None, "torch_threads": None, "blas": [], "env": {}, "loadavg": None,
+            "date": data.get("datetime", "")}
+    config = {"quick": None, "torch": any("torch" in r["values"] for r in rows),
+              "devices": ["cpu"], "skipped_devices": {}, "rounds": "pytest-benchmark",
+              "round_s": "?"}
+    return {"machine": info, "devices": {}, "config": config, "rows": rows}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, few rounds (< 1 min)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 11, quick 3)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--device", help="comma-separated devices, e.g. cpu,cuda (default: cpu, "
+                                    "plus cuda when usable); unusable ones are skipped")
     p.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP/torch threads")
     p.add_argument("--cases", help="comma-separated case keys to run (default: all)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                   help="where <machine>.json and <machine>.png go (default benchmarks/results)")
+    p.add_argument("--no-save", action="store_true", help="write no results file or chart")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--from-json", metavar="PATH",
+                   help="print a saved run (this script's or pytest-benchmark's JSON), "
+                        "measure nothing")
     args = p.parse_args(argv)
+    if args.from_json:
+        print(format_report(load(args.from_json)))
+        return 0
     only = set(args.cases.split(",")) if args.cases else None
+    devices = [d.strip() for d in args.device.split(",") if d.strip()] if args.device else None
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     report = run(quick=args.quick, rounds=args.rounds, threads=args.threads,
-                 use_torch=not args.no_torch, only=only,
-                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                 use_torch=not args.no_torch, only=only, log=log, devices=devices)
     print(format_report(report))
+    if not args.no_save:
+        for path in save(report, args.out_dir):
+            log(f"wrote {path}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, default=str)
-    return 1 if any("error" in row for row in report["rows"]) else 0
+            json.dump(report, f, indent=1, default=str)
+    failed = any("error" in row for row in report["rows"]) or not report["config"]["devices"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

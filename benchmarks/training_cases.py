@@ -10,18 +10,23 @@ Each case is one full training step of a small network: forward, softmax cross-e
 - "torch": the very same model source with `lib = torch` (PyTorch eager), when installed.
 
 All three start from the same float32 parameters (tensorgrad's initial ones, copied) and see
-the same float32 batch. A `TrainingCase` quacks like `cases.Case` for `report.py`: `build()`
-returns `cases.Impl`s whose `step()` returns `(loss, [grads in parameters() order])`, so
-`cases.check_agree` compares the first step's loss and every parameter gradient of the three
-before anything is timed. Later steps keep training on the same batch (each implementation
-its own copy of the weights), which changes values, not the work done.
+the same float32 batch. `build(impls, device)` builds them on a `devkit.BenchDevice`: the
+models and the batch are moved there and the hand-written step runs with that device's `xp`
+(CuPy on CUDA). `flops` counts each case's matmul/conv FLOPs, forward and backward, and
+`min_bytes` the parameters read and written plus the batch read. A `TrainingCase` quacks like
+`cases.Case` for `report.py`: `build()` returns `cases.Impl`s whose `step()` returns
+`(loss, [grads in parameters() order])`, so `cases.check_agree` compares the first step's
+loss and every parameter gradient of the three before anything is timed. Later steps keep
+training on the same batch (each implementation its own copy of the weights), which changes
+values, not the work done.
 """
 
 from dataclasses import dataclass
 
 import baselines_nn
+import devkit
 import numpy as np
-from cases import TORCH, Impl
+from cases import F32, TORCH, Impl, matmul_flops, mlp_flops, mlp_param_count
 
 import tensorgrad as tg
 
@@ -86,8 +91,11 @@ class TrainingCase:
     note: str = ""
     metric: str = "time"
     lr: float = LR
+    flops: float = 0.0           # matmul/conv FLOPs of forward + backward
+    min_bytes: float = 0.0       # parameters read and written, batch read
 
-    def build(self, impls=IMPLS):
+    def build(self, impls=IMPLS, device=None):
+        dev = device or devkit.cpu()
         x, y = self.make_batch()
         tg.manual_seed(0)
         model = self.make_model(tg)
@@ -95,17 +103,20 @@ class TrainingCase:
         built = {}
         for name in impls:
             if name == "tensorgrad":
-                built[name] = _framework_impl(tg, model, tg.from_numpy(x),
-                                              tg.from_numpy(y), self.lr)
+                dev.module(tg, model)
+                built[name] = _framework_impl(tg, model, dev.tensor(tg, x),
+                                              dev.tensor(tg, y), self.lr)
             elif name == "numpy":
-                params = [a.copy() for _, a in start]
-                built[name] = Impl(step=lambda params=params: self.baseline(params, x, y,
-                                                                             self.lr))
-            elif name == "torch" and TORCH is not None:
+                params = [dev.array(a.copy()) for _, a in start]
+                xd, yd = dev.array(x), dev.array(y)
+                built[name] = Impl(step=lambda params=params, xd=xd, yd=yd: self.baseline(
+                    params, xd, yd, self.lr, xp=dev.xp))
+            elif name == "torch" and dev.torch_device is not None:
                 tmodel = self.make_model(TORCH)
                 _load(tmodel, start)
-                built[name] = _framework_impl(TORCH, tmodel, TORCH.from_numpy(x),
-                                              TORCH.from_numpy(y), self.lr)
+                dev.module(TORCH, tmodel)
+                built[name] = _framework_impl(TORCH, tmodel, dev.tensor(TORCH, x),
+                                              dev.tensor(TORCH, y), self.lr)
         return built
 
 
@@ -152,6 +163,34 @@ def _batch(seed, shape, n):
     return x, y
 
 
+def _conv_flops(n, c_in, c_out, k, ho, wo):
+    return matmul_flops(c_out, c_in * k * k, n * ho * wo)
+
+
+def cnn_cost(b, hw):
+    """(FLOPs, parameter count) of the CNN step: each conv and the linear layer forward and
+    weight gradient, input gradients for all but the first conv (the input needs none)."""
+    side = hw // 4
+    c1 = _conv_flops(b, 1, 8, 3, hw, hw)
+    c2 = _conv_flops(b, 8, 16, 3, hw // 2, hw // 2)
+    fc = matmul_flops(b, 16 * side * side, N_CLASSES)
+    flops = 2 * c1 + 3 * c2 + 3 * fc
+    params = 8 * 9 + 8 + 16 * 8 * 9 + 16 + 16 * side * side * N_CLASSES + N_CLASSES
+    return flops, params
+
+
+def lstm_cost(t, b, n_in, hid):
+    """(FLOPs, parameter count) of the LSTM step: input and recurrent projections forward and
+    their weight gradients, the hidden-state gradient through T-1 steps, the head x 3."""
+    proj_in = matmul_flops(t * b, n_in, 4 * hid)
+    proj_h = matmul_flops(t * b, hid, 4 * hid)
+    dh = matmul_flops((t - 1) * b, 4 * hid, hid)
+    head = matmul_flops(b, hid, N_CLASSES)
+    flops = 2 * proj_in + 2 * proj_h + dh + 3 * head
+    params = 4 * hid * (n_in + hid + 2) + hid * N_CLASSES + N_CLASSES
+    return flops, params
+
+
 def get_cases(quick=False):
     """The training-step cases, in report order, at full or quick sizes."""
     s = SIZES["quick" if quick else "full"]
@@ -163,18 +202,24 @@ def get_cases(quick=False):
             f"train_mlp_{batch}", f"train step: MLP {wname} relu, batch {batch}",
             lambda lib: mlp_model(lib, widths),
             lambda batch=batch: _batch(10, (batch, widths[0]), batch),
-            baselines_nn.mlp_step, target=("numpy", limit)))
+            baselines_nn.mlp_step, target=("numpy", limit),
+            flops=mlp_flops(batch, widths),
+            min_bytes=F32 * (batch * widths[0] + 2 * mlp_param_count(widths))))
     b, hw = s["cnn"]["batch"], s["cnn"]["hw"]
+    flops, n_params = cnn_cost(b, hw)
     cases.append(TrainingCase(
         "train_cnn", f"train step: CNN conv3x3(1→8)-relu-pool2-conv3x3(8→16)-relu-pool2-"
         f"linear→10, pad 1, batch {b} of 1x{hw}x{hw}",
         lambda lib: cnn_model(lib, hw), lambda: _batch(11, (b, 1, hw, hw), b),
-        baselines_nn.cnn_step, target=("numpy", 1.3)))
+        baselines_nn.cnn_step, target=("numpy", 1.3), flops=flops,
+        min_bytes=F32 * (b * hw * hw + 2 * n_params)))
     t = s["lstm"]
+    flops, n_params = lstm_cost(t["seq"], t["batch"], t["input"], t["hidden"])
     cases.append(TrainingCase(
         "train_lstm", f"train step: LSTM seq {t['seq']}, batch {t['batch']}, input "
         f"{t['input']}, hidden {t['hidden']}, linear head→10 on h_T",
         lambda lib: lstm_model(lib, t["input"], t["hidden"]),
         lambda: _batch(12, (t["seq"], t["batch"], t["input"]), t["batch"]),
-        baselines_nn.lstm_step, target=("numpy", 1.5)))
+        baselines_nn.lstm_step, target=("numpy", 1.5), flops=flops,
+        min_bytes=F32 * (t["seq"] * t["batch"] * t["input"] + 2 * n_params)))
     return cases
