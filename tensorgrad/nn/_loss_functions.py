@@ -5,7 +5,7 @@ class with `ignore_index` entries masked out; a weighted mean divides by the sum
 of the targets that count, as PyTorch does. Cross entropy goes through log_softmax, so logits
 of magnitude 1e4 stay finite; BCE with logits goes through logsigmoid for the same reason.
 
-Speaks only Tensor: imports no array library and never touches `.array` or `xp`.
+Speaks only Tensor: imports no array library and never touches a raw backend array.
 """
 
 import warnings

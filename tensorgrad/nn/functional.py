@@ -6,7 +6,7 @@ ops/pool.py); everything else here is composed from public Tensor ops, so
 gradients (and gradients of gradients) come from the ops' VJPs. The losses live in
 `_loss_functions.py` and are re-exported here.
 
-Speaks only Tensor: imports no array library and never touches `.array` or `xp`
+Speaks only Tensor: imports no array library and never touches a raw backend array
 (tests/test_layering.py checks).
 
 >>> import tensorgrad as tg

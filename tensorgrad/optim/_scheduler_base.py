@@ -2,7 +2,7 @@
 
 Split from lr_scheduler.py (which re-exports all of it) to keep modules near 500 lines.
 A group's lr may be a float or a 0-d Tensor, as in PyTorch. Nothing here imports NumPy or
-CuPy nor touches `.array`: schedulers read host scalars at most once per step.
+CuPy nor touches raw arrays: schedulers read host scalars at most once per step.
 """
 
 import math

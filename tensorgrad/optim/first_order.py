@@ -15,7 +15,7 @@ the default dtype is float64), but the update never reads it back. Each optimize
 the count as a Python int (`_host_steps`, not part of `state_dict()`), valid while the tensor
 is the same object at the version this mirror wrote; after `load_state_dict` or an outside
 write the count is read once from the (CPU) tensor, never per step. Speaks only Tensor: no
-array library, no `.array` (STYLE.md habit 10).
+array library, no raw arrays (STYLE.md habit 10).
 """
 
 from ..autograd.graph import no_grad

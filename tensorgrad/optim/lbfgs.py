@@ -3,7 +3,7 @@
 The line search (`_strong_wolfe`, with `_cubic_interpolate`) and the flat-parameter helpers
 (`_FlatParams`) are shared with `second_order.py` (ConjugateGradient, Newton, LM).
 
-Speaks only Tensor (shared/STYLE.md habit 10): no array library, no `.array`. Line-search
+Speaks only Tensor (shared/STYLE.md habit 10): no array library, no raw arrays. Line-search
 methods must decide on numbers, so they read host scalars (`.item()`): the loss, g·d and a
 few norms per inner iteration, exactly where PyTorch's LBFGS reads them. The vectors (flat
 gradient, directions, history) stay Tensors on the parameters' device.

@@ -6,7 +6,7 @@ ConstantLR, MultiplicativeLR, PolynomialLR) use PyTorch's *recursive* forms, whi
 current lr, so several of them on one optimizer compose as in PyTorch; `step(epoch)` (deprecated
 there too) switches to the closed forms. Schedulers read host scalars at most once per step
 (ReduceLROnPlateau's metric) and never an array: nothing here imports NumPy or CuPy nor touches
-`.array` (STYLE.md habit 10).
+a raw array (STYLE.md habit 10).
 
 >>> import tensorgrad as tg
 >>> opt = tg.optim.SGD([tg.zeros(2, requires_grad=True)], lr=1.0)

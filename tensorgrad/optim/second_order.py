@@ -6,7 +6,7 @@ LBFGS), and one `step(closure)` is one iteration of the method. Newton and LM di
 through the public engine (`tg.autograd.grad`, `create_graph=True` for second order), so no
 Hessian is ever materialised except LM's small n×n normal matrix.
 
-Speaks only Tensor (shared/STYLE.md habit 10): no array library, no `.array`. Line searches,
+Speaks only Tensor (shared/STYLE.md habit 10): no array library, no raw arrays. Line searches,
 CG's curvature tests and LM's damping decisions read host scalars (`.item()`); the vectors
 stay Tensors on the parameters' device.
 """
