@@ -479,3 +479,31 @@ def test_the_module_never_uses_pickle():
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"pickle", "cPickle", "dill", "marshal", "shelve", "joblib"}
     assert "safetensors" in imported and "json" in imported
+
+
+def test_a_resumed_training_run_continues_exactly_as_an_uninterrupted_one(ckpt):
+    # Model and Adam state through one checkpoint file; then 5 more steps either way.
+    def build():
+        tg.manual_seed(1)
+        model = tg.nn.Sequential(tg.nn.Linear(4, 8), tg.nn.ReLU(), tg.nn.Linear(8, 3))
+        return model, tg.optim.Adam(model.parameters(), lr=0.05)
+
+    x, y = tg.randn(16, 4), tg.randint(0, 3, (16,))
+
+    def train(model, opt, steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            tg.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+    model, opt = build()
+    train(model, opt, 5)
+    tg.save({"model": model.state_dict(), "optim": opt.state_dict()}, ckpt)
+    train(model, opt, 5)
+    resumed, resumed_opt = build()
+    state = tg.load(ckpt)
+    resumed.load_state_dict(state["model"])
+    resumed_opt.load_state_dict(state["optim"])
+    train(resumed, resumed_opt, 5)
+    for (name, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items()):
+        assert a.tolist() == b.tolist(), name
