@@ -16,7 +16,7 @@ Python objects; PyTorch's CPU allocator is invisible to it, so that cell reads n
 memory pool and `torch.cuda.max_memory_allocated` on CUDA. Before timing, every
 implementation's loss and gradients are checked against the hand-written ones, so the table
 compares the same computation. The training steps (`training_cases.py`) and optimizer steps
-(`optim_cases.py`) follow the core cases.
+(`optim_cases.py`) follow the core cases, then the single ops at two sizes (`op_cases.py`).
 
 The same run first measures each device's limits (`limits.py`): peak float32 matmul GFLOP/s
 and copy bandwidth. Each case's lower bound is its matmul/conv FLOPs over the peak or its
@@ -71,6 +71,7 @@ import cases as _cases  # noqa: E402
 import devkit  # noqa: E402
 import limits as _limits  # noqa: E402
 import numpy as np  # noqa: E402
+import op_cases as _ops  # noqa: E402
 import optim_cases as _optim  # noqa: E402
 import threadpoolctl  # noqa: E402
 import training_cases as _training  # noqa: E402
@@ -225,10 +226,10 @@ def best_limits(a, b):
 
 
 def all_cases(quick=False):
-    """The core cases, the training steps of `training_cases.py`, then the optimizer steps
-    of `optim_cases.py`."""
+    """The core cases, the training steps of `training_cases.py`, the optimizer steps of
+    `optim_cases.py`, then the single-op cases of `op_cases.py`."""
     return (_cases.get_cases(quick=quick) + _training.get_cases(quick=quick)
-            + _optim.get_cases(quick=quick))
+            + _optim.get_cases(quick=quick) + _ops.get_cases(quick=quick))
 
 
 def default_devices():

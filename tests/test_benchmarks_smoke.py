@@ -50,6 +50,8 @@ def test_report_quick_writes_json_png_and_reprints(tmp_path):
     keys = [row["key"] for row in report["rows"]]
     assert {"per_op", "memory_bound", "mlp_time", "mlp_memory"} <= set(keys)
     assert {"train_cnn", "train_lstm", "optim_sgd", "optim_adam"} <= set(keys)
+    ops = ("elementwise", "broadcast", "reduction", "softmax", "conv2d", "maxpool")
+    assert {f"op_{op}_{size}" for op in ops for size in ("small", "large")} <= set(keys)
     assert sum(k.startswith("train_mlp_") for k in keys) == 2
     assert any(k.startswith("matmul_") for k in keys)
     assert "cpu" in report["config"]["devices"]
@@ -71,6 +73,8 @@ def test_report_quick_writes_json_png_and_reprints(tmp_path):
     by_key = {row["key"]: row for row in report["rows"]}
     assert by_key["matmul_64"]["bound"]["flops"] == 3 * 2 * 64 ** 3
     assert by_key["optim_adam"]["bound"]["by"] == "bytes"
+    assert by_key["op_conv2d_small"]["bound"]["flops"] == 3 * 2 * 2 * 4 * 8 * 8 * 2 * 9
+    assert by_key["op_softmax_large"]["target"] is None
     assert report["machine"]["threads"] == 2
     assert report["machine"]["blas"], "threadpoolctl found no BLAS"
     assert "× bound" in stdout and "GFLOP/s" in stdout and "GB/s" in stdout
@@ -113,7 +117,7 @@ def test_report_per_device(report_module, tmp_path, capsys):
     """Every case on each device, the baseline in that device's xp; unusable ones skipped."""
     from tensorgrad import backend_api
 
-    keys = ["per_op", "mlp_memory", "train_cnn", "train_lstm", "optim_sgd"]
+    keys = ["per_op", "mlp_memory", "train_cnn", "train_lstm", "optim_sgd", "op_conv2d_small"]
     rc = report_module.main(["--quick", "--rounds", "1", "--no-torch", "--device",
                              "cpu,alt,cuda", "--cases", ",".join(keys),
                              "--out-dir", str(tmp_path)])
