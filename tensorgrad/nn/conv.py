@@ -4,14 +4,11 @@
 Speaks only Tensor: imports no array library.
 """
 
-import math
 
-from .. import creation, ops
+from .. import ops
 from ..errors import ShapeError
-from . import init
-from .layers import input_shape_error
+from .layers import add_weight_and_bias, input_shape_error, reset_fan_in_uniform
 from .module import Module
-from .parameter import Parameter
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -44,22 +41,12 @@ class Conv2d(Module):
         self.padding = padding if isinstance(padding, str) else _pair(padding)
         self.dilation, self.groups = _pair(dilation), groups
         self.padding_mode = padding_mode
-        kw = {"device": device, "dtype": dtype}
         shape = (out_channels, in_channels // groups) + self.kernel_size
-        self.weight = Parameter(creation.empty(shape, **kw))
-        if bias:
-            self.bias = Parameter(creation.empty((out_channels,), **kw))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, shape, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        # kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_fan_in_uniform(self)
 
     def forward(self, input):
         self._check_input(input.shape)

@@ -56,19 +56,11 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        kw = _factory(device, dtype)
-        self.weight = Parameter(creation.empty((out_features, in_features), **kw))
-        if bias:
-            self.bias = Parameter(creation.empty((out_features,), **kw))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (out_features, in_features), bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        # kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            _uniform_fan_in_(self.bias, self.weight)
+        reset_fan_in_uniform(self)
 
     def forward(self, input):
         if input.ndim == 0 or input.shape[-1] != self.in_features:
@@ -93,10 +85,24 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-def _uniform_fan_in_(tensor, weight):
-    fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
-    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-    init.uniform_(tensor, -bound, bound)
+def add_weight_and_bias(module, weight_shape, bias, device, dtype):
+    """Register `weight` (uninitialised) and `bias` (size weight_shape[0], or None)."""
+    kw = _factory(device, dtype)
+    module.weight = Parameter(creation.empty(weight_shape, **kw))
+    if bias:
+        module.bias = Parameter(creation.empty((weight_shape[0],), **kw))
+    else:
+        module.register_parameter("bias", None)
+
+
+def reset_fan_in_uniform(module):
+    """PyTorch's default for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)) on the weight,
+    which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias."""
+    init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+    if module.bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(module.weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(module.bias, -bound, bound)
 
 
 class Bilinear(Module):
@@ -114,13 +120,8 @@ class Bilinear(Module):
         super().__init__()
         self.in1_features, self.in2_features = in1_features, in2_features
         self.out_features = out_features
-        kw = _factory(device, dtype)
-        shape = (out_features, in1_features, in2_features)
-        self.weight = Parameter(creation.empty(shape, **kw))
-        if bias:
-            self.bias = Parameter(creation.empty((out_features,), **kw))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (out_features, in1_features, in2_features), bias, device,
+                            dtype)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -14,6 +14,7 @@ from ..autograd.graph import no_grad
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .parameter import Parameter
+from .utils import _zero_grads
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -208,15 +209,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                with no_grad():
-                    p.grad = p.grad.detach()
-                    p.grad.zero_()
+        _zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         """Call `fn` on every submodule (children first) and then on self."""

@@ -120,3 +120,16 @@ def vector_to_parameters(vec, parameters):
             n = p.numel()
             p.copy_(flat[offset:offset + n].reshape(p.shape))
             offset += n
+
+
+def _zero_grads(params, set_to_none=True):
+    """What Module.zero_grad and Optimizer.zero_grad share: None, or zeros in place."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            with no_grad():
+                p.grad = p.grad.detach()
+                p.grad.zero_()

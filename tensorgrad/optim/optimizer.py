@@ -9,8 +9,9 @@ library or reads a raw array (habit 10 of shared/STYLE.md).
 from collections import defaultdict
 from copy import deepcopy
 
-from ..autograd.graph import enable_grad, no_grad
+from ..autograd.graph import enable_grad
 from ..errors import DTypeError, GraphError, ShapeError
+from ..nn.utils import _zero_grads
 from ..tensor import Tensor
 
 
@@ -84,16 +85,7 @@ class Optimizer:
     # -- gradients ---------------------------------------------------------------------------
     def zero_grad(self, set_to_none=True):
         """Reset every parameter's gradient (to None by default, as PyTorch 2 does)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    with no_grad():
-                        p.grad = p.grad.detach()
-                        p.grad.zero_()
+        _zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__} does not define step()")

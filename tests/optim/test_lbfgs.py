@@ -7,27 +7,11 @@ import doctest
 
 import numpy as np
 import pytest
+from optim_problems import make_closure, rosenbrock, start
 
 import tensorgrad as tg
 from tensorgrad.optim import lbfgs as lbfgs_module
 from tensorgrad.optim.lbfgs import _cubic_interpolate, _strong_wolfe
-
-
-def rosenbrock(x):
-    return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-
-
-def make_closure(opt, f, *params):
-    def closure():
-        opt.zero_grad()
-        loss = f(*params)
-        loss.backward()
-        return loss
-    return closure
-
-
-def start():
-    return tg.tensor(np.array([-1.2, 1.0]), requires_grad=True)
 
 
 def test_rosenbrock_strong_wolfe_reaches_minimum():

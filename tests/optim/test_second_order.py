@@ -8,27 +8,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from optim_problems import make_closure, rosenbrock, start
 
 import tensorgrad as tg
 from tensorgrad.optim import second_order
 from tensorgrad.optim.second_order import _solve_spd
-
-
-def rosenbrock(x):
-    return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-
-
-def make_closure(opt, f, *params):
-    def closure():
-        opt.zero_grad()
-        loss = f(*params)
-        loss.backward()
-        return loss
-    return closure
-
-
-def start():
-    return tg.tensor(np.array([-1.2, 1.0]), requires_grad=True)
 
 
 def max_error(x, target):
