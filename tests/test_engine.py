@@ -97,6 +97,33 @@ def test_hook_on_non_leaf(device):
     assert h.grad is None  # non-leaves keep no grad unless retain_grad()
 
 
+def test_leaf_hook_fires_as_soon_as_its_gradient_is_complete(device):
+    # a's only use is near the output, b's is deep: a's hook (and a.grad) must not wait for
+    # the rest of the graph. DDP's bucketed allreduce relies on this to overlap backward.
+    a, b = _leaf(device), _leaf(device)
+    log = []
+    a.register_hook(lambda g: log.append("a"))
+    h = b * 2.0
+    h.register_hook(lambda g: log.append(("h", a.grad is not None)))
+    (h * 3.0 + a).sum().backward()
+    assert log == ["a", ("h", True)]
+    np.testing.assert_allclose(_np(a.grad), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(_np(b.grad), [6.0, 6.0, 6.0])
+
+
+def test_early_grad_never_aliases_a_gradient_still_in_flight(device):
+    # add's VJP hands the same gradient to `a` and to b*b's node. `a` (hooked) gets its .grad
+    # first; a write into a.grad before b*b's VJP runs must not change what that VJP reads.
+    a, b = _leaf(device), _leaf(device)
+    a.register_hook(lambda g: None)
+    h = b * b
+    h.register_hook(lambda g: [a.grad.zero_()] and None)
+    w = tg.ones(3, device=device)  # so the gradient reaching add is a fresh, writable array
+    ((a + h) * w).sum().backward()
+    np.testing.assert_allclose(_np(a.grad), [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(_np(b.grad), [2.0, 4.0, 6.0])
+
+
 def test_hook_handle_remove(device):
     x = _leaf(device)
     calls = []

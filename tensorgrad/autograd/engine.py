@@ -17,8 +17,10 @@ from .graph import Node
 
 
 def _toposort(roots):
-    """Nodes reachable from `roots`, each after all the nodes that consume it."""
-    order, seen = [], set()
+    """Nodes reachable from `roots`, each after all the nodes that consume it, and, for each
+    leaf with hooks, how many edges reach it (id(leaf) -> count): its gradient is complete,
+    and its hooks can run, when that many contributions have arrived."""
+    order, seen, uses = [], set(), {}
     for root in roots:
         if root in seen:
             continue
@@ -27,15 +29,19 @@ def _toposort(roots):
         while stack:
             node, it = stack[-1]
             for e in it:
-                if type(e) is Node and e not in seen:
-                    seen.add(e)
-                    stack.append((e, iter(e.edges)))
-                    break
+                if type(e) is Node:
+                    if e not in seen:
+                        seen.add(e)
+                        stack.append((e, iter(e.edges)))
+                        break
+                elif e is not None and e._hooks:
+                    k = id(e)
+                    uses[k] = uses.get(k, 0) + 1
             else:
                 stack.pop()
                 order.append(node)
     order.reverse()
-    return order
+    return order, uses
 
 
 def _leads_to(order, targets):
@@ -50,9 +56,9 @@ def _leads_to(order, targets):
 
 
 def _check_grads(node, grads):
-    """Every VJP's result is checked: the classic wrong-shaped-gradient bug cannot pass."""
-    if type(grads) is not tuple and not isinstance(grads, (tuple, list)) \
-            or len(grads) != len(node.edges):
+    """Every VJP's result is checked: the classic wrong-shaped-gradient bug cannot pass.
+    Returns the gradients as a tuple."""
+    if not isinstance(grads, (tuple, list)) or len(grads) != len(node.edges):
         n = len(grads) if isinstance(grads, (tuple, list)) else 1
         raise ShapeError(f"{node.op.name}: its VJP returned {n} gradient(s) for "
                          f"{len(node.edges)} input(s); this is a bug in the op's VJP")
@@ -63,6 +69,7 @@ def _check_grads(node, grads):
         a = getattr(g, "_array", None)
         if a is None or a.shape != meta[0] or a.dtype != meta[1] or g._device is not meta[2]:
             _grad_mismatch(node, i, g, meta)
+    return tuple(grads)
 
 
 def _grad_mismatch(node, i, g, meta):
@@ -128,20 +135,27 @@ def run_backward(roots, root_grads, retain_graph, create_graph, targets=None):
 
 def _run(roots, root_grads, retain_graph, create_graph, targets):
     pending = {}      # node -> gradient of its output so far
-    leaf_grads = {}   # id(leaf) -> [leaf, summed gradient]
+    leaf_grads = {}   # id(leaf) -> [leaf, summed gradient], leaves still collecting
     for t, g in zip(roots, root_grads):
         if t._node is None:
             _add_leaf(leaf_grads, t, g)
         else:
             pending[t._node] = _add(pending.get(t._node), g)
-    order = _toposort([t._node for t in roots if t._node is not None])
+    order, uses = _toposort([t._node for t in roots if t._node is not None])
+    # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
+    handed_out = {id(g._array) for g in root_grads}
+    # A leaf with hooks has them run, and its gradient go to .grad, as soon as its last
+    # contribution arrives, not after the whole graph: hooks that start communication (DDP's
+    # bucketed allreduce) then overlap the rest of backward. Other leaves wait for the end,
+    # when no gradient is in flight any more. autograd.grad (targets) only collects.
+    early = targets is None
+    anomaly = graph._anomaly
     wanted = None
-    captured = {}
-    retained = set()
     if targets is not None:
         target_ids = {id(t._node if t._node is not None else t) for t in targets}
         wanted = _leads_to(order, target_ids)
         target_nodes = {t._node for t in targets if t._node is not None}
+        captured = {}
     for node in order:
         g = pending.pop(node, None)
         if wanted is not None:
@@ -150,45 +164,71 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
             if node not in wanted:
                 continue
         if g is None:
-            continue
+            continue  # its leaves never complete: the flush below takes them
         if node.pre_hooks:
             g = _call_hooks(node.pre_hooks, g)
         if node.retain_ref is not None:
             t = node.retain_ref()
             if t is not None:
                 t.grad = g if create_graph else g.detach()
-                retained.add(id(g._array))
-        grads = _vjp(node, g, retain_graph)
-        for e, ge in zip(node.edges, grads):
+                handed_out.add(id(g._array))
+        if node.freed:
+            raise node._freed_error()
+        if node.versions is not None or node.out_version is not None:
+            node.check_versions()
+        grads = node.op.vjp(node, g, **node.attrs)
+        edges = node.edges
+        if type(grads) is not tuple or len(grads) != len(edges) or anomaly.enabled:
+            grads = _check_grads(node, grads)
+            if anomaly.enabled:
+                anomaly.on_backward(node, g, grads)
+        if not retain_graph and (node.inputs is not None or node.out_array is not None
+                                 or node.res is not None):
+            node.release()
+        # Every gradient is checked against its input's metadata as it is handed on.
+        for e, ge, meta in zip(edges, grads, node.in_meta):
             if e is None or ge is None:
                 continue
+            if type(ge) is not Tensor or ge._array.shape != meta[0] \
+                    or ge._array.dtype != meta[1] or ge._device is not meta[2]:
+                _check_grads(node, grads)  # raises, naming the input (or adopts the device)
             if type(e) is Node:
                 prev = pending.get(e)
                 pending[e] = ge if prev is None else _add(prev, ge)
+                continue
+            k = id(e)
+            entry = leaf_grads.get(k)
+            if entry is None:
+                entry = leaf_grads[k] = [e, ge]
             else:
-                _add_leaf(leaf_grads, e, ge)
+                entry[1] = _add(entry[1], ge)
+            if early and k in uses:
+                if entry[1] is ge and _in_flight(ge, g, grads):
+                    handed_out.add(id(ge._array))  # not to be adopted: copy it
+                left = uses[k] = uses[k] - 1
+                if left == 0:
+                    del leaf_grads[k]
+                    _accumulate(e, entry[1], create_graph, handed_out)
     if targets is not None:
         return [_target_grad(t, leaf_grads, captured) for t in targets]
-    # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
-    handed_out = retained
-    for g in root_grads:
-        handed_out.add(id(g._array))
-    _accumulate_leaves(leaf_grads, create_graph, handed_out)
+    for leaf, g in leaf_grads.values():  # leaves behind a branch that got no gradient
+        _accumulate(leaf, g, create_graph, handed_out)
     return None
 
 
-def _vjp(node, g, retain_graph):
-    if node.freed:
-        raise node._freed_error()
-    if node.versions is not None or node.out_version is not None:
-        node.check_versions()
-    grads = node.op.vjp(node, g, **node.attrs)
-    _check_grads(node, grads)
-    if graph._anomaly.enabled:
-        graph._anomaly.on_backward(node, g, grads)
-    if not retain_graph:
-        node.release()
-    return grads
+def _in_flight(ge, g, grads):
+    """Whether a VJP's output `ge` shares its array with gradients still flowing through the
+    graph (the VJP's incoming `g` passed on, or viewed, or one output given to two inputs).
+    Adopted as a leaf's .grad mid-backward, a later in-place write there (a hook's) would
+    change what the rest of the graph reads."""
+    a = ge._array
+    root = a if a.base is None else a.base
+    for x in (g, *grads):
+        if x is not None and x is not ge:
+            b = x._array
+            if b is root or b.base is root or (b.base is not None and b.base is a):
+                return True
+    return ge is g
 
 
 def _add_leaf(leaf_grads, leaf, g):
@@ -206,32 +246,35 @@ def _target_grad(t, leaf_grads, captured):
     return captured.get(t._node)
 
 
-def _accumulate_leaves(leaf_grads, create_graph, handed_out):
-    for leaf, g in leaf_grads.values():
-        if leaf._hooks:
-            g = _call_hooks(leaf._hooks, g)
-        if not create_graph:
-            g = g.detach()
-        if leaf.grad is None:
-            a = g._array
-            base = a.base
-            # Optimizers update .grad in place, so it may share memory with nothing the caller
-            # or another leaf holds, and must be writable (not a broadcast view). A view of a
-            # fresh array (the transposed product in a linear layer's gradient) is kept as is:
-            # copying it cost as much as the matmul that made it.
-            if (id(a) in handed_out or (base is not None and id(base) in handed_out)
-                    or not getattr(a.flags, "writeable", True)):
-                g = g.clone() if create_graph else type(g)._wrap(a.copy(), g._device)
-                a, base = g._array, None
-            handed_out.add(id(a))
-            if base is not None:
-                handed_out.add(id(base))
-            leaf.grad = g
-        elif create_graph:
-            leaf.grad = leaf.grad + g
-        else:
-            leaf.grad._array += g._array
-            leaf.grad._vc[0] += 1
+def _accumulate(leaf, g, create_graph, handed_out):
+    """Run the leaf's hooks on its whole gradient `g`, then add it to `leaf.grad`."""
+    if leaf._hooks:
+        g = _call_hooks(leaf._hooks, g)
+    if not create_graph:
+        g = g.detach()
+    grad = leaf.grad
+    if grad is None:
+        a = g._array
+        base = a.base
+        # Optimizers update .grad in place, so it may share memory with nothing the caller
+        # or another leaf holds, and must be writable (not a broadcast view). A view of a
+        # fresh array (the transposed product in a linear layer's gradient) is kept as is:
+        # copying it cost as much as the matmul that made it.
+        if (id(a) in handed_out or (base is not None and id(base) in handed_out)
+                or not getattr(a.flags, "writeable", True)):
+            g = g.clone() if create_graph else type(g)._wrap(a.copy(), g._device)
+            a, base = g._array, None
+        handed_out.add(id(a))
+        if base is not None:
+            handed_out.add(id(base))
+        leaf.grad = g
+    elif create_graph or id(grad._array) in handed_out:
+        # Out of place: under create_graph the sum is differentiable; and a .grad the caller
+        # passed in as a root gradient is still being read by the rest of this backward.
+        leaf.grad = grad + g
+    else:
+        grad._array += g._array
+        grad._vc[0] += 1
 
 
 def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
@@ -257,7 +300,7 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
         found = run_backward(tensors, grads, retain_graph, create_graph, targets=inputs)
         for t, g in zip(inputs, found):
             if g is not None:
-                _accumulate_leaves({id(t): [t, g]}, create_graph, {id(x._array) for x in grads})
+                _accumulate(t, g, create_graph, {id(x._array) for x in grads})
         return
     run_backward(tensors, grads, retain_graph, create_graph)
 
