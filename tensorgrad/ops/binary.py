@@ -52,6 +52,10 @@ def _operands(a, b, op, true_div=False):
     return _wrap_int(a, dt), _wrap_int(b, dt)
 
 
+def _boolish(x):
+    return type(x) is bool or isinstance(x, Tensor) and x._array.dtype.kind == "b"
+
+
 def _mask_of(x, other, dt):
     # A bool tensor beside a tensor of the result dtype is left as it is: the ufunc's own
     # bool loop gives the same dtype without materialising a converted copy (g * mask is
@@ -223,11 +227,20 @@ BITWISE_NOT = _nograd("bitwise_not", lambda xp, a: xp.invert(a))
 
 # ---- public functions ---------------------------------------------------------------------
 def _binary(op, a, b, name):
-    # Fast path: two tensors of one dtype and shape need no promotion or broadcast check.
-    if (not isinstance(a, Tensor) or not isinstance(b, Tensor)  # Parameters take it too
-            or a._array.dtype is not b._array.dtype or a._array.shape != b._array.shape):
+    if not _plain(a, b):
         a, b = _operands(a, b, name)
     return apply(op, (a, b))
+
+
+def _plain(a, b):
+    """True when promotion has nothing to do: two tensors of one dtype and shape, or a
+    floating tensor and a Python int or float (a weak scalar keeps the tensor's dtype)."""
+    if isinstance(a, Tensor):  # isinstance: Parameters take the fast path too
+        if isinstance(b, Tensor):
+            return a._array.dtype is b._array.dtype and a._array.shape == b._array.shape
+        return (type(b) is float or type(b) is int) and a._array.dtype.kind == "f"
+    return (type(a) is float or type(a) is int) and isinstance(b, Tensor) \
+        and b._array.dtype.kind == "f"
 
 
 def add(input, other, *, alpha=1):
@@ -235,8 +248,7 @@ def add(input, other, *, alpha=1):
 
 
 def sub(input, other, *, alpha=1):
-    if any(isinstance(x, bool) or isinstance(x, Tensor) and x.dtype.category == _BOOL
-           for x in (input, other)):
+    if _boolish(input) or _boolish(other):
         raise DTypeError("sub: subtraction, the `-` operator, with a bool tensor is not "
                          "supported\n  hint: to invert a mask use `~` or logical_not(); to "
                          "subtract numbers convert first, e.g. x.long()")
@@ -252,6 +264,9 @@ def div(input, other, *, rounding_mode=None):
         return floor_divide(input, other)
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
+    if _plain(input, other) and (input if isinstance(input, Tensor) else other).dtype.category \
+            == _FLOAT:
+        return apply(DIV, (input, other))
     a, b = _operands(input, other, "div", true_div=True)
     return apply(DIV, (a, b))
 

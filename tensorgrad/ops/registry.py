@@ -90,24 +90,42 @@ def _is_cpu_scalar_of(inputs, cpu):
 
 def apply(op, inputs, attrs=_NO_ATTRS):
     """Run `op` on `inputs` (tensors and Python scalars) and record it for autograd."""
-    dev = None
-    arrays = []
-    requires = False
-    for x in inputs:
-        if isinstance(x, Tensor):
-            if dev is None:
-                dev = x._device
-            elif x._device is not dev:
+    # One and two operands, the ops on every hot path, are unrolled: the general loop's list
+    # building cost as much as a small op's NumPy call.
+    n = len(inputs)
+    x = inputs[0] if n else None
+    if n == 1 and isinstance(x, Tensor):
+        dev = x._device
+        arrays = (x._array,)
+        requires = x._rg
+    elif n == 2 and isinstance(x, Tensor):
+        dev = x._device
+        y = inputs[1]
+        if isinstance(y, Tensor):
+            if y._device is not dev:
                 return _apply_mixed(op, inputs, attrs)
-            arrays.append(x._array)
-            if x._rg:
-                requires = True
+            arrays = (x._array, y._array)
+            requires = x._rg or y._rg
         else:
-            arrays.append(x)
+            arrays = (x._array, y)
+            requires = x._rg
+    else:
+        dev = None
+        arrays = []
+        requires = False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                if dev is None:
+                    dev = x._device
+                elif x._device is not dev:
+                    return _apply_mixed(op, inputs, attrs)
+                arrays.append(x._array)
+                if x._rg:
+                    requires = True
+            else:
+                arrays.append(x)
     backend = dev._backend or _backend_for(dev)
-    fwd = op.forward
-    if backend.overrides:
-        fwd = backend.overrides.get(op.name, fwd)
+    fwd = backend.overrides.get(op.name, op.forward) if backend.overrides else op.forward
     if backend.needs_device_context:
         with backend.device_context(dev.index):
             result = fwd(backend.xp, *arrays, **attrs)
@@ -151,14 +169,32 @@ def _edges(inputs):
 
 
 def _record(op, inputs, attrs, result, res, dev, vc):
-    edges, in_meta, needs = _edges(inputs)
+    # One pass builds edges, metadata and (for ops that save their inputs) the versions the
+    # engine checks before reading them: separate passes cost as much as the rest.
+    edges, in_meta, needs = [], [], []
+    versions = [] if op.save_inputs else None
+    for x in inputs:
+        if isinstance(x, Tensor):
+            if versions is not None:
+                versions.append((x._vc, x._vc[0]))
+            if x._rg:
+                node = x._node
+                edges.append(x if node is None else node)
+                a = x._array
+                in_meta.append((a.shape, a.dtype, x._device))
+                needs.append(True)
+                continue
+        elif versions is not None:
+            versions.append((None, 0))
+        edges.append(None)
+        in_meta.append(None)
+        needs.append(False)
     node = Node(op, edges, in_meta, tuple(needs), attrs)
     out = Tensor._wrap(result, dev, True, node, vc)
     node.out_meta = (result.shape, result.dtype, dev)
-    if op.save_inputs:
+    if versions is not None:
         node.inputs = inputs
-        node.versions = [(x._vc, x._vc[0]) if isinstance(x, Tensor) else (None, 0)
-                         for x in inputs]
+        node.versions = versions
     if op.save_out:
         node.out_array = result
         node.out_version = (out._vc, out._vc[0])
