@@ -15,9 +15,11 @@ starts a non-blocking allreduce at once (buckets are posted in index order, so e
 posts the same sequence of collectives), and each later hook polls the requests still in
 flight, which is what makes MPI progress them while the other buckets fill.
 
-Where the averaged gradients land. tensorgrad's engine has no end-of-backward callback, but
-it runs each leaf's hooks right before adding that leaf's gradient to `.grad`, leaf after
-leaf. So the hook of the last parameter to receive its gradient finishes the round: it
+Where the averaged gradients land. tensorgrad's engine runs a leaf's hooks as soon as its
+gradient is complete, mid-backward, right before adding it to `.grad`: so a bucket whose
+parameters are done is on the wire while backward goes on through the earlier layers (the
+tests check bucket 0 is posted before layer 0's VJP runs). There is no end-of-backward
+callback, so the hook of the last parameter to receive its gradient finishes the round: it
 posts the remaining buckets, waits for all of them, copies the averages back into the other
 parameters' `.grad` and returns the average for its own parameter (having zeroed an existing
 `.grad`, so the engine's accumulation leaves exactly the average). When `backward()`

@@ -149,6 +149,12 @@ def run_buckets(rank, world):
     ddp = wrap("mlp", rank, bucket_cap_mb=0.002)
     for name, p in ddp.module.named_parameters():
         p.register_hook(lambda g, name=name: events.append(["grad", name]))
+    # The gradient of layer 0's output arrives when backward has passed layers 4 and 2 and
+    # is about to run layer 0's VJP: bucket 0 (layer 4, and 2 at this cap) is on the wire.
+    def watch(module, inputs, out):
+        out.register_hook(lambda g: events.append(["layer 0 output grad"]))
+
+    ddp.module[0].register_forward_hook(watch)
     x, y = data("mlp")
     dist.all_reduce = logged
     try:

@@ -111,6 +111,8 @@ def test_small_buckets_post_the_first_allreduce_before_backward_ends(results):
     later_grads = [i for i, e in enumerate(events) if e[0] == "grad" and e[1] in later]
     assert posts[0] < later_grads[0], f"bucket 0 waited for later buckets' gradients: {events}"
     assert ["poll"] in events[posts[0]:later_grads[-1]], "no hook polled bucket 0's request"
+    assert posts[0] < events.index(["layer 0 output grad"]), \
+        f"bucket 0 was posted only after backward reached layer 0: {events}"
     assert events[-1] == ["backward returned"] and posts[-1] < len(events) - 1
     model = W.build("mlp")
     x, y = W.data("mlp")
