@@ -3,7 +3,8 @@ pad, repeat/tile.
 
 Cutting is one op, `narrow` (a view), whose VJP pads the gradient back with zeros; the
 constant `pad`'s VJP narrows it again, so the pair is linear and differentiable to any order.
-split/chunk/unbind give one narrow node per piece. Reflect/replicate/circular padding and
+split/chunk/unbind cut with narrow too, but record one node for all the pieces (`Split`, a
+multi-output Function) whose backward joins the pieces' gradients with a single cat/stack. Reflect/replicate/circular padding and
 repeat/tile are assembled from narrow, flip, expand, reshape and cat, so their gradients come
 from those ops'. Semantics are PyTorch's: `split(x, 2)` takes a chunk size, `repeat` is
 NumPy's tile, pad widths are listed from the last dimension backwards.
@@ -11,6 +12,7 @@ NumPy's tile, pad widths are listed from the last dimension backwards.
 
 import math
 
+from ..autograd.function import Function
 from ..dtypes import result_type
 from ..errors import ShapeError, op_error
 from ..tensor import Tensor
@@ -65,12 +67,43 @@ def _select(input, dim, index):
 
 
 # ---- split / chunk / unbind ------------------------------------------------------------
-def _pieces(input, d, sizes):
-    out, start = [], 0
-    for size in sizes:
-        out.append(narrow(input, d, start, size))
-        start += size
-    return tuple(out)
+def _pieces(input, d, sizes, drop=False):
+    """The pieces of `input` along dimension `d` (without it if `drop`), one graph node."""
+    if len(sizes) == 1 and not drop:
+        return (narrow(input, d, 0, sizes[0]),)
+    return Split.apply(input, d, tuple(sizes), drop)
+
+
+class Split(Function):
+    """All the pieces of a split/chunk/unbind as one multi-output node. A narrow node per
+    piece would pad each piece's gradient back to full size: k pieces, k full-size arrays
+    and k - 1 additions (quadratic for unbind); here backward joins them with one cat, or
+    one stack for unbind, zeros standing in for pieces that got no gradient."""
+
+    @staticmethod
+    def forward(ctx, input, d, sizes, drop):
+        ctx.set_materialize_grads(False)
+        ctx.d, ctx.sizes, ctx.drop, ctx.shape = d, sizes, drop, input.shape
+        out, start = [], 0
+        for size in sizes:
+            piece = narrow(input, d, start, size)
+            out.append(reshape(piece, piece.shape[:d] + piece.shape[d + 1:]) if drop else piece)
+            start += size
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        from ..creation import zeros
+        like = next(g for g in grads if g is not None)
+        d, shape = ctx.d, ctx.shape
+        full = []
+        for g, size in zip(grads, ctx.sizes, strict=True):
+            if g is None:
+                piece = shape[:d] + (() if ctx.drop else (size,)) + shape[d + 1:]
+                g = zeros(piece, dtype=like.dtype, device=like.device)
+            full.append(g)
+        joined = stack(full, d) if ctx.drop else cat(full, d)
+        return joined, None, None, None
 
 
 def split(tensor, split_size_or_sections, dim=0):
@@ -116,7 +149,9 @@ def unbind(input, dim=0):
     """The slices along `dim`, each without that dimension."""
     need_tensor(input, "unbind")
     d = norm_dim(dim, input.ndim, "unbind")
-    return tuple(_select(input, d, i) for i in range(input.shape[d]))
+    if input.shape[d] <= 1:
+        return tuple(_select(input, d, i) for i in range(input.shape[d]))
+    return _pieces(input, d, [1] * input.shape[d], drop=True)
 
 
 # ---- cat / stack -----------------------------------------------------------------------

@@ -115,6 +115,31 @@ def test_split_pieces_get_their_own_gradients(device):
     assert x.grad.tolist() == [2.0, 2.0, 2.0, 6.0, 8.0]
 
 
+def test_pieces_share_one_node_and_backward_joins_them_once(device):
+    # One Split node for all pieces: backward is one cat (one stack for unbind), not a
+    # zero-padded full-size gradient per piece (quadratic for unbind over a long axis).
+    x0 = tg.arange(12.0, device=device, requires_grad=True)
+    x = x0.reshape(3, 4)
+    pieces = x.unbind(1)
+    assert len({p.grad_fn.edges[0] for p in pieces}) == 1
+    assert pieces[0].grad_fn.edges[0].name() == "SplitBackward"
+    (pieces[1] * 2 + pieces[3]).sum().backward()  # pieces 0 and 2 get zeros
+    assert x0.grad.reshape(3, 4).tolist() == [[0.0, 2.0, 0.0, 1.0]] * 3
+    g = tg.autograd.grad((x.split([1, 3], 1)[1] ** 2).sum(), x0)[0]
+    np.testing.assert_allclose(g.cpu().numpy().reshape(3, 4),
+                               np.where(np.arange(4) >= 1, 2, 0) * np.arange(12.0).reshape(3, 4))
+
+
+def test_split_gradients_of_gradients(device):
+    x = tg.tensor(np.random.default_rng(0).random((4, 6)), device=device, requires_grad=True)
+
+    def f(x):
+        a, _, c = x.split(2, dim=1)
+        return (a * c ** 2).sum() + sum((r * (i + 1)).sum() for i, r in enumerate(x.unbind(0))
+                                         if i != 2)
+    assert tg.autograd.gradcheck(f, (x,)) and tg.autograd.gradgradcheck(f, (x,))
+
+
 def test_narrow_bounds_message():
     with pytest.raises(ShapeError, match="hint:"):
         tg.zeros(2, 3).narrow(1, 2, 2)
