@@ -2,21 +2,24 @@
 
 The honest minimum a competent person would write with NumPy for the networks of
 `training_cases.py`, vectorized: no Python loop over the batch or over pixels, a loop over
-time steps for the LSTM and over kernel offsets for col2im. Every gradient is derived on
-paper; no fusion tricks a reader would not expect (no `out=` juggling), so the ratio measures
-the framework, not the cleverness of the baseline.
+time steps for the LSTM and over kernel offsets for col2im, batched matmuls over (batch, head)
+for attention. Every gradient is derived on paper; no fusion tricks a reader would not expect
+(no `out=` juggling), so the ratio measures the framework, not the cleverness of the baseline.
 
 Parameters are laid out as PyTorch lays them out (`Linear.weight` is (out, in), `Conv2d.weight`
-is (out, in, kh, kw), `LSTM.weight_ih_l0` is (4*hidden, in) with gates in the order i, f, g, o),
-so that the very same arrays can be copied into tensorgrad's and PyTorch's modules. Each
-`*_step(params, x, y, lr)` takes the list of parameter arrays in the model's
-`parameters()` order, the float32 input, the int64 class targets and the learning rate; it
-runs one training step (softmax cross-entropy, mean over the batch), updates the arrays in
+is (out, in, kh, kw), `LSTM.weight_ih_l0` is (4*hidden, in) with gates in the order i, f, g, o,
+`Embedding.weight` is (num_embeddings, dim)), so that the very same arrays can be copied into
+tensorgrad's and PyTorch's modules. Each `*_step(params, x, y, lr)` takes the list of
+parameter arrays in the model's `parameters()` order, the float32 input (the transformer:
+int64 tokens, and its `heads` as a keyword), the int64 class targets and the learning rate;
+it runs one training step (softmax cross-entropy, mean over the batch), updates the arrays in
 place with plain SGD (`p -= lr * grad`) and returns `(loss, [grads...])` in parameter order.
 
 Written against an array namespace `xp` (NumPy by default); this module imports nothing from
 tensorgrad.
 """
+
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _np_sliding_window_view
@@ -223,5 +226,152 @@ def lstm_step(params, x, y, lr, xp=np):
     gw_hh = dg2.T @ hs[:t_len].reshape(t_len * batch, hid)
     gb = dg2.sum(axis=0)
     grads = [gw_ih, gw_hh, gb, gb, gw_out, gb_out]
+    sgd(params, grads, lr)
+    return loss, grads
+
+
+# ---- the transformer block -------------------------------------------------------------------
+GELU_C = math.sqrt(2 / math.pi)
+
+
+def linear_backward(g, a, w):
+    """Gradients of `a @ w.T + b` for 2-D `a`: (input, weight, bias)."""
+    return g @ w, g.T @ a, g.sum(axis=0)
+
+
+def layer_norm_forward(x, w, b, eps=1e-5, xp=np):
+    """LayerNorm over the last axis (biased variance, as PyTorch); returns the output and
+    what the backward needs, the normalized input and 1/std."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    rstd = 1 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+    xhat = xc * rstd
+    return xhat * w + b, (xhat, rstd)
+
+
+def layer_norm_backward(g, saved, w):
+    """(input, weight, bias) gradients of `layer_norm_forward` for 2-D `g`. The input's is the
+    closed form rstd * (gx̂ - mean(gx̂) - x̂ mean(gx̂ x̂)): the mean and the variance each
+    take one projection out of gx̂."""
+    xhat, rstd = saved
+    gxhat = g * w
+    gx = rstd * (gxhat - gxhat.mean(axis=-1, keepdims=True)
+                 - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True))
+    return gx, (g * xhat).sum(axis=0), g.sum(axis=0)
+
+
+def gelu_tanh_forward(h, xp=np):
+    """PyTorch's GELU(approximate="tanh"); returns it and the tanh for the backward."""
+    t = xp.tanh(GELU_C * (h + 0.044715 * (h * h * h)))
+    return 0.5 * h * (1 + t), t
+
+
+def gelu_tanh_backward(g, h, t):
+    """The input gradient of `gelu_tanh_forward`, from its input and saved tanh."""
+    return g * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * (h * h)))
+
+
+def _split_heads(a, batch, heads):
+    """(B*T, D) -> (B, H, T, D/H): a view, no copy."""
+    bt, d = a.shape
+    return a.reshape(batch, bt // batch, heads, d // heads).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(a):
+    """(B, H, T, D/H) -> (B*T, D), the inverse of `_split_heads` (a copy)."""
+    b, h, t, dh = a.shape
+    return a.transpose(0, 2, 1, 3).reshape(b * t, h * dh)
+
+
+def attention_forward(q, k, v, batch, heads, xp=np):
+    """softmax(q kᵀ / sqrt(D/H)) v per (batch, head), q, k, v (B*T, D); the output merged
+    back to (B*T, D) and what the backward needs."""
+    qh, kh, vh = (_split_heads(a, batch, heads) for a in (q, k, v))
+    scale = 1 / math.sqrt(qh.shape[-1])
+    qs = qh * scale
+    s = qs @ kh.transpose(0, 1, 3, 2)
+    e = xp.exp(s - s.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    return _merge_heads(p @ vh), (qs, kh, vh, p, scale)
+
+
+def attention_backward(go, saved):
+    """Gradients of `attention_forward` for q, k, v, each (B*T, D)."""
+    qs, kh, vh, p, scale = saved
+    goh = _split_heads(go, qs.shape[0], qs.shape[1])
+    gp = goh @ vh.transpose(0, 1, 3, 2)
+    gv = p.transpose(0, 1, 3, 2) @ goh
+    gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))     # softmax's VJP
+    gq = (gs @ kh) * scale
+    gk = gs.transpose(0, 1, 3, 2) @ qs
+    return _merge_heads(gq), _merge_heads(gk), _merge_heads(gv)
+
+
+def _attention_block(x, p, batch, heads, xp):
+    """x + out(attention(ln1(x))) for x (B*T, D); p: ln1 weight and bias, q weight and bias,
+    k weight (no bias: the softmax over keys would cancel it), v and out weight and bias."""
+    ln_w, ln_b, wq, bq, wk, wv, bv, wo, bo = p
+    a, ln = layer_norm_forward(x, ln_w, ln_b, xp=xp)
+    o, att = attention_forward(a @ wq.T + bq, a @ wk.T, a @ wv.T + bv, batch, heads, xp)
+    return x + (o @ wo.T + bo), (a, ln, o, att)
+
+
+def _attention_block_backward(g, p, saved):
+    """The input gradient and the gradients of `p`, in its order."""
+    ln_w, _, wq, _, wk, wv, _, wo, _ = p
+    a, ln, o, att = saved
+    go, gwo, gbo = linear_backward(g, o, wo)
+    gq, gk, gv = attention_backward(go, att)
+    ga = gq @ wq + gk @ wk + gv @ wv
+    gx, gln_w, gln_b = layer_norm_backward(ga, ln, ln_w)
+    return g + gx, [gln_w, gln_b, gq.T @ a, gq.sum(axis=0), gk.T @ a, gv.T @ a,
+                    gv.sum(axis=0), gwo, gbo]
+
+
+def _mlp_block(x, p, xp):
+    """x + fc2(gelu(fc1(ln2(x)))) for x (B*T, D); p: ln2 weight, bias, fc1 and fc2 weight and
+    bias."""
+    ln_w, ln_b, w1, b1, w2, b2 = p
+    a, ln = layer_norm_forward(x, ln_w, ln_b, xp=xp)
+    h = a @ w1.T + b1
+    act, t = gelu_tanh_forward(h, xp)
+    return x + (act @ w2.T + b2), (a, ln, h, t, act)
+
+
+def _mlp_block_backward(g, p, saved):
+    ln_w, _, w1, _, w2, _ = p
+    a, ln, h, t, act = saved
+    gact, gw2, gb2 = linear_backward(g, act, w2)
+    ga, gw1, gb1 = linear_backward(gelu_tanh_backward(gact, h, t), a, w1)
+    gx, gln_w, gln_b = layer_norm_backward(ga, ln, ln_w)
+    return g + gx, [gln_w, gln_b, gw1, gb1, gw2, gb2]
+
+
+def transformer_step(params, tokens, y, lr, heads, xp=np):
+    """Token embedding plus learned positions, one pre-LayerNorm block (multi-head attention,
+    then a GELU-tanh MLP, each around a residual), mean over the sequence, linear head;
+    cross-entropy, backward, SGD. tokens (B, T) int64, y (B,).
+
+    params: pos (T, D), emb.weight (V, D), then the attention block's nine (ln1, q, k, v, out),
+    the MLP block's six (ln2, fc1, fc2) and head.weight, head.bias. Activations are kept as
+    (B*T, D) so every projection is one 2-D matmul.
+    """
+    pos, emb = params[:2]
+    p_att, p_mlp = params[2:11], params[11:17]
+    wh, bh = params[17:]
+    batch, t_len = tokens.shape
+    d = emb.shape[1]
+    x0 = (emb[tokens] + pos).reshape(batch * t_len, d)
+    x1, s_att = _attention_block(x0, p_att, batch, heads, xp)
+    x2, s_mlp = _mlp_block(x1, p_mlp, xp)
+    pooled = x2.reshape(batch, t_len, d).mean(axis=1)
+    loss, gl = softmax_cross_entropy(pooled @ wh.T + bh, y, xp)
+    gpooled, gwh, gbh = linear_backward(gl, pooled, wh)
+    g2 = xp.repeat(gpooled / t_len, t_len, axis=0)   # the mean's VJP, rows batch-major
+    g1, g_mlp = _mlp_block_backward(g2, p_mlp, s_mlp)
+    g0, g_att = _attention_block_backward(g1, p_att, s_att)
+    gemb = xp.zeros_like(emb)
+    xp.add.at(gemb, tokens.reshape(-1), g0)  # repeated tokens add up (CuPy: from v12)
+    gpos = g0.reshape(batch, t_len, d).sum(axis=0)
+    grads = [gpos, gemb, *g_att, *g_mlp, gwh, gbh]
     sgd(params, grads, lr)
     return loss, grads

@@ -21,6 +21,8 @@ training on the same batch (each implementation its own copy of the weights), wh
 values, not the work done.
 """
 
+import functools
+import math
 from dataclasses import dataclass
 
 import baselines_nn
@@ -38,11 +40,18 @@ N_CLASSES = 10
 SIZES = {
     "full": {"mlp_widths": (784, 512, 512, 10), "mlp_batches": (64, 1024),
              "cnn": {"batch": 64, "hw": 28}, "lstm": {"seq": 32, "batch": 32, "input": 64,
-                                                     "hidden": 128}},
+                                                     "hidden": 128},
+             "transformer": {"batch": 32, "seq": 32, "vocab": 1000, "d_model": 64, "heads": 4,
+                             "hidden": 256}},
     "quick": {"mlp_widths": (64, 32, 32, 10), "mlp_batches": (8, 32),
               "cnn": {"batch": 4, "hw": 12}, "lstm": {"seq": 4, "batch": 4, "input": 8,
-                                                      "hidden": 16}},
+                                                      "hidden": 16},
+              "transformer": {"batch": 4, "seq": 8, "vocab": 50, "d_model": 16, "heads": 2,
+                              "hidden": 32}},
 }
+# (baseline impl, max ratio) per case, or a list of them: issue 8's targets.
+TARGETS = {"train_mlp_64": [("numpy", 1.3), ("torch", 1.0)], "train_mlp_1024": ("numpy", 1.1),
+           "train_cnn": ("numpy", 1.25), "train_lstm": ("numpy", 1.4)}
 
 
 # ---- the models, one source for tensorgrad and PyTorch ---------------------------------------
@@ -77,6 +86,63 @@ def lstm_model(lib, n_in, hidden):
     return LSTMClassifier()
 
 
+def attention_module(lib, d_model, heads):
+    """Multi-head self-attention spelled out with matmul and softmax, so both frameworks run
+    the same ops (no fused scaled_dot_product_attention)."""
+    nn = lib.nn
+    softmax = nn.functional.softmax
+    scale = 1 / math.sqrt(d_model // heads)
+
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Linear(d_model, d_model)
+            # no key bias: the softmax over keys cancels it, so its gradient is zero up to
+            # rounding, which the relative cross-check between implementations cannot compare
+            self.k = nn.Linear(d_model, d_model, bias=False)
+            self.v = nn.Linear(d_model, d_model)
+            self.out = nn.Linear(d_model, d_model)
+
+        def forward(self, x):
+            b, t, d = x.shape
+
+            def split(a):  # (B, T, D) -> (B, heads, T, D/heads)
+                return a.reshape(b, t, heads, d // heads).transpose(1, 2)
+
+            q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+            att = softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
+            return self.out((att @ v).transpose(1, 2).reshape(b, t, d))
+
+    return SelfAttention()
+
+
+def transformer_model(lib, vocab, seq, d_model, heads, hidden):
+    """Token embedding plus learned positions, one pre-LayerNorm transformer block, the mean
+    over the sequence, a linear head."""
+    nn = lib.nn
+
+    class TransformerClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, d_model)
+            self.pos = nn.Parameter(lib.randn(seq, d_model) * 0.02)
+            self.ln1 = nn.LayerNorm(d_model)
+            self.attn = attention_module(lib, d_model, heads)
+            self.ln2 = nn.LayerNorm(d_model)
+            # tanh-GELU: its closed form is what the NumPy step can write without erf
+            self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(approximate="tanh"),
+                                     nn.Linear(hidden, d_model))
+            self.head = nn.Linear(d_model, N_CLASSES)
+
+        def forward(self, tokens):
+            x = self.emb(tokens) + self.pos
+            x = x + self.attn(self.ln1(x))
+            x = x + self.mlp(self.ln2(x))
+            return self.head(x.mean(1))
+
+    return TransformerClassifier()
+
+
 # ---- the case --------------------------------------------------------------------------------
 @dataclass
 class TrainingCase:
@@ -85,9 +151,9 @@ class TrainingCase:
     key: str
     title: str
     make_model: object           # (lib) -> module, lib = tensorgrad or torch
-    make_batch: object           # () -> (x float32, y int64) numpy arrays
+    make_batch: object           # () -> (x float32 or int64 tokens, y int64), NumPy
     baseline: object             # (params, x, y, lr) -> (loss, grads), updates params
-    target: tuple = None         # (baseline impl, max ratio)
+    target: object = None        # (baseline impl, max ratio), a list of them, or None
     note: str = ""
     metric: str = "time"
     lr: float = LR
@@ -191,18 +257,40 @@ def lstm_cost(t, b, n_in, hid):
     return flops, params
 
 
+def _tokens(seed, batch, seq, vocab):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, vocab, size=(batch, seq)).astype(np.int64)
+    y = rng.integers(0, N_CLASSES, size=batch).astype(np.int64)
+    return x, y
+
+
+def transformer_cost(b, t, vocab, d, heads, hidden):
+    """(FLOPs, parameter count) of the transformer step: the q, k, v, out and MLP projections,
+    per head the scores q kᵀ and the weighted sum p v, and the head, each forward and both
+    operands' gradients (x 3: every activation needs one). The embedding lookup and its
+    scatter-add move bytes only."""
+    n = b * t
+    proj = 4 * matmul_flops(n, d, d) + 2 * matmul_flops(n, d, hidden)
+    attn = 2 * b * heads * matmul_flops(t, d // heads, t)
+    flops = 3 * (proj + attn + matmul_flops(b, d, N_CLASSES))
+    params = (vocab * d + t * d + 4 * d + 4 * d * d + 3 * d + 2 * d * hidden + hidden + d
+              + d * N_CLASSES + N_CLASSES)
+    return flops, params
+
+
 def get_cases(quick=False):
     """The training-step cases, in report order, at full or quick sizes."""
     s = SIZES["quick" if quick else "full"]
     widths = s["mlp_widths"]
     wname = "-".join(map(str, widths))
     cases = []
-    for batch, limit in zip(s["mlp_batches"], (1.5, 1.15), strict=True):
+    # targets by position: the quick sizes' keys differ from the full ones
+    for batch, name in zip(s["mlp_batches"], ("train_mlp_64", "train_mlp_1024"), strict=True):
         cases.append(TrainingCase(
             f"train_mlp_{batch}", f"train step: MLP {wname} relu, batch {batch}",
             lambda lib: mlp_model(lib, widths),
             lambda batch=batch: _batch(10, (batch, widths[0]), batch),
-            baselines_nn.mlp_step, target=("numpy", limit),
+            baselines_nn.mlp_step, target=TARGETS[name],
             flops=mlp_flops(batch, widths),
             min_bytes=F32 * (batch * widths[0] + 2 * mlp_param_count(widths))))
     b, hw = s["cnn"]["batch"], s["cnn"]["hw"]
@@ -211,7 +299,7 @@ def get_cases(quick=False):
         "train_cnn", f"train step: CNN conv3x3(1→8)-relu-pool2-conv3x3(8→16)-relu-pool2-"
         f"linear→10, pad 1, batch {b} of 1x{hw}x{hw}",
         lambda lib: cnn_model(lib, hw), lambda: _batch(11, (b, 1, hw, hw), b),
-        baselines_nn.cnn_step, target=("numpy", 1.3), flops=flops,
+        baselines_nn.cnn_step, target=TARGETS["train_cnn"], flops=flops,
         min_bytes=F32 * (b * hw * hw + 2 * n_params)))
     t = s["lstm"]
     flops, n_params = lstm_cost(t["seq"], t["batch"], t["input"], t["hidden"])
@@ -220,6 +308,20 @@ def get_cases(quick=False):
         f"{t['input']}, hidden {t['hidden']}, linear head→10 on h_T",
         lambda lib: lstm_model(lib, t["input"], t["hidden"]),
         lambda: _batch(12, (t["seq"], t["batch"], t["input"]), t["batch"]),
-        baselines_nn.lstm_step, target=("numpy", 1.5), flops=flops,
+        baselines_nn.lstm_step, target=TARGETS["train_lstm"], flops=flops,
         min_bytes=F32 * (t["seq"] * t["batch"] * t["input"] + 2 * n_params)))
+    cases.append(_transformer_case(s["transformer"]))
     return cases
+
+
+def _transformer_case(c):
+    b, t, d, h = c["batch"], c["seq"], c["d_model"], c["heads"]
+    flops, n_params = transformer_cost(b, t, c["vocab"], d, h, c["hidden"])
+    return TrainingCase(
+        "train_transformer", f"train step: transformer block, embedding {c['vocab']}x{d} + "
+        f"positions, pre-LN {h}-head attention, GELU-tanh MLP {c['hidden']}, mean-pool, "
+        f"linear→10; seq {t}, batch {b}",
+        lambda lib: transformer_model(lib, c["vocab"], t, d, h, c["hidden"]),
+        lambda: _tokens(13, b, t, c["vocab"]),
+        functools.partial(baselines_nn.transformer_step, heads=h), flops=flops,
+        min_bytes=8 * b * t + F32 * 2 * n_params)   # int64 tokens, parameters

@@ -49,7 +49,8 @@ def test_report_quick_writes_json_png_and_reprints(tmp_path):
     stdout, report = _run_report(tmp_path, "--out-dir", str(out_dir))
     keys = [row["key"] for row in report["rows"]]
     assert {"per_op", "memory_bound", "mlp_time", "mlp_memory"} <= set(keys)
-    assert {"train_cnn", "train_lstm", "optim_sgd", "optim_adam"} <= set(keys)
+    assert {"train_cnn", "train_lstm", "train_transformer", "optim_sgd",
+            "optim_adam"} <= set(keys)
     ops = ("elementwise", "broadcast", "reduction", "softmax", "conv2d", "maxpool")
     assert {f"op_{op}_{size}" for op in ops for size in ("small", "large")} <= set(keys)
     assert sum(k.startswith("train_mlp_") for k in keys) == 2
@@ -75,6 +76,16 @@ def test_report_quick_writes_json_png_and_reprints(tmp_path):
     assert by_key["optim_adam"]["bound"]["by"] == "bytes"
     assert by_key["op_conv2d_small"]["bound"]["flops"] == 3 * 2 * 2 * 4 * 8 * 8 * 2 * 9
     assert by_key["op_softmax_large"]["target"] is None
+    assert by_key["train_transformer"]["target"] is None
+    assert by_key["train_transformer"]["bound"]["flops"] > 0
+    assert by_key["op_elementwise_small"]["target"] == {"vs": "numpy", "max_ratio": 1.2}
+    # two targets on one row: each judged and printed, the first kept as "target"
+    mlp = by_key["train_mlp_8"]
+    assert [(t["vs"], t["max_ratio"]) for t in mlp["targets"]] == [("numpy", 1.3),
+                                                                     ("torch", 1.0)]
+    assert mlp["target"] == {"vs": "numpy", "max_ratio": 1.3}
+    if "torch" in mlp["ratios"]:
+        assert "tg/NumPy ≤ 1.3; tg/PyTorch ≤ 1.0" in stdout
     assert report["machine"]["threads"] == 2
     assert report["machine"]["blas"], "threadpoolctl found no BLAS"
     assert "× bound" in stdout and "GFLOP/s" in stdout and "GB/s" in stdout
@@ -100,7 +111,7 @@ def test_training_targets_are_listed(tmp_path):
         assert "error" not in row, row
         assert row["target"]["vs"] == "numpy"
         assert _finite(row["ratios"]["numpy"]["median"])
-    assert "tg/NumPy ≤ 1.3" in stdout and "tg/NumPy ≤ 1.5" in stdout
+    assert "tg/NumPy ≤ 1.25" in stdout and "tg/NumPy ≤ 1.4" in stdout
     assert not list(tmp_path.glob("*.png")), "--no-save wrote a chart"
 
 
@@ -117,7 +128,8 @@ def test_report_per_device(report_module, tmp_path, capsys):
     """Every case on each device, the baseline in that device's xp; unusable ones skipped."""
     from tensorgrad import backend_api
 
-    keys = ["per_op", "mlp_memory", "train_cnn", "train_lstm", "optim_sgd", "op_conv2d_small"]
+    keys = ["per_op", "mlp_memory", "train_cnn", "train_lstm", "train_transformer", "optim_sgd",
+            "op_conv2d_small"]
     rc = report_module.main(["--quick", "--rounds", "1", "--no-torch", "--device",
                              "cpu,alt,cuda", "--cases", ",".join(keys),
                              "--out-dir", str(tmp_path)])
@@ -157,3 +169,18 @@ def test_from_json_reads_pytest_benchmark(report_module, tmp_path, capsys):
     assert report_module.main(["--from-json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "| matmul 64 | cpu | 2 ms | 1 ms |" in out and "2.00 (" in out
+
+
+def test_targets_of_old_and_new_rows(report_module):
+    """A row saved with one `target` (before rows carried `targets`) still prints."""
+    old = {"target": {"vs": "torch", "max_ratio": 1.0}, "met": False}
+    assert report_module.fmt_target(old) == ("tg/PyTorch ≤ 1.0", "**no**")
+    row = {"ratios": {"numpy": {"median": 1.1}}}
+    report_module.set_targets(row, [("numpy", 1.3), ("torch", 1.0)])
+    assert row["met"] is True and row["target"] == {"vs": "numpy", "max_ratio": 1.3}
+    assert report_module.fmt_target(row, "CuPy") == ("tg/CuPy ≤ 1.3; tg/PyTorch ≤ 1.0",
+                                                     "yes; n/a")
+    report_module.set_targets(row, ("numpy", 1.05))
+    assert row["met"] is False and len(row["targets"]) == 1
+    report_module.set_targets(row, None)
+    assert row["target"] is None and report_module.fmt_target(row) == ("—", "—")
