@@ -233,11 +233,16 @@ def _binary(op, a, b, name):
 
 
 def _plain(a, b):
-    """True when promotion has nothing to do: two tensors of one dtype and shape, or a
-    floating tensor and a Python int or float (a weak scalar keeps the tensor's dtype)."""
+    """True when promotion has nothing to do: two tensors of one shape and dtype (or a float
+    tensor and a bool mask), or a floating tensor and a Python int or float (a weak scalar
+    keeps the tensor's dtype)."""
     if isinstance(a, Tensor):  # isinstance: Parameters take the fast path too
         if isinstance(b, Tensor):
-            return a._array.dtype is b._array.dtype and a._array.shape == b._array.shape
+            da, db = a._array.dtype, b._array.dtype
+            # A bool mask beside a floating tensor (g * mask in VJPs) is left as it is too:
+            # the ufunc's bool loop gives the floating dtype, as promotion would.
+            return a._array.shape == b._array.shape and (
+                da is db or da.kind == "f" and db.kind == "b" or da.kind == "b" and db.kind == "f")
         return (type(b) is float or type(b) is int) and a._array.dtype.kind == "f"
     return (type(a) is float or type(a) is int) and isinstance(b, Tensor) \
         and b._array.dtype.kind == "f"

@@ -14,6 +14,7 @@ import string
 
 from ..dtypes import _BOOL, _FLOAT
 from ..errors import DTypeError, ShapeError, op_error
+from ..tensor import Tensor
 from ._util import need_tensor, norm_dims
 from .binary import where
 from .broadcast import broadcast_shapes, unbroadcast
@@ -217,6 +218,8 @@ def linear(input, weight, bias=None):
     (2, 4)
     """
     operands = (input, weight) if bias is None else (input, weight, bias)
+    if _fits_linear(input, weight, bias):
+        return apply(LINEAR, operands)
     for i, x in enumerate(operands):
         need_tensor(x, "linear", ("input", "weight", "bias")[i])
     _same_dtype("linear", operands)
@@ -227,6 +230,18 @@ def linear(input, weight, bias=None):
                        "input (..., in_features), weight (out_features, in_features), bias "
                        "(out_features,)")
     return apply(LINEAR, operands)
+
+
+def _fits_linear(x, w, b):
+    """The common case, checked in one expression: every layer's forward asks it. Anything
+    else takes the checks that explain what is wrong."""
+    if not (isinstance(x, Tensor) and isinstance(w, Tensor)):
+        return False
+    xa, wa = x._array, w._array
+    return (wa.ndim == 2 and xa.ndim > 0 and xa.shape[-1] == wa.shape[1]
+            and xa.dtype is wa.dtype and xa.dtype.kind in "fc"
+            and (b is None or isinstance(b, Tensor) and b._array.dtype is wa.dtype
+                 and b._array.shape == (wa.shape[0],)))
 
 
 # ---- einsum --------------------------------------------------------------------------------

@@ -280,9 +280,12 @@ def _T(self):
 
 
 def _mT(self):
-    if self.ndim < 2:
+    n = self.ndim
+    if n < 2:
         raise ShapeError(f"mT: expects a tensor with >= 2 dimensions, got {tuple(self.shape)}")
-    return transpose(self, -2, -1)
+    # Straight to the op: every linear layer's backward takes .mT, and the checks of
+    # transpose/permute have nothing to find here.
+    return apply(PERMUTE, (self,), {"dims": (*range(n - 2), n - 1, n - 2)})
 
 
 def _dim_tuple(dims, ndim, op):
