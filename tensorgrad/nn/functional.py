@@ -2,9 +2,9 @@
 
 PyTorch's names and signatures (`torch.nn.functional`). Activations are registered ops
 (tensorgrad/ops/activation.py), as are conv2d and the pooling functions (ops/conv.py,
-ops/pool.py); everything else here is composed from public Tensor ops, so
-gradients (and gradients of gradients) come from the ops' VJPs. The losses live in
-`_loss_functions.py` and are re-exported here.
+ops/pool.py) and layer_norm (ops/normalization.py); everything else here is composed from
+public Tensor ops, so gradients (and gradients of gradients) come from the ops' VJPs. The
+losses live in `_loss_functions.py` and are re-exported here.
 
 Speaks only Tensor: imports no array library and never touches a raw backend array
 (tests/test_layering.py checks).
@@ -26,6 +26,7 @@ from ..ops.conv import conv2d
 from ..ops.indexing import IndexOutOfRange
 from ..ops.join import pad
 from ..ops.linalg import linear as _linear
+from ..ops.normalization import layer_norm
 from ..ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from ..ops.softmax import log_softmax as _log_softmax
 from ..ops.softmax import softmax as _softmax
@@ -229,24 +230,6 @@ def _normalize(input, dims):
     mean = input.mean(dims, keepdim=True)
     xc = input - mean
     return mean, xc, (xc * xc).mean(dims, keepdim=True)
-
-
-def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """Normalize over the trailing `normalized_shape` dimensions, then scale and shift.
-
-    >>> import tensorgrad as tg
-    >>> import tensorgrad.nn.functional as F
-    >>> [round(v, 4) for v in F.layer_norm(tg.tensor([[1.0, 3.0]]), (2,))[0].tolist()]
-    [-1.0, 1.0]
-    """
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(shape)
-    if input.ndim < k or tuple(input.shape[input.ndim - k:]) != shape:
-        raise ShapeError(f"layer_norm: normalized_shape {shape} does not match the trailing "
-                         f"dimensions of input {describe(input)}\n  hint: normalized_shape "
-                         f"must be the input's last dimensions, e.g. {tuple(input.shape[-1:])}")
-    _, xc, var = _normalize(input, tuple(range(input.ndim - k, input.ndim)))
-    return _affine(xc * _ew.rsqrt(var + eps), weight, bias, shape)
 
 
 def _check_stats(input, tensors):

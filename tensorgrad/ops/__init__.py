@@ -15,6 +15,7 @@ from . import (
     inplace,
     join,
     linalg,
+    normalization,
     optim_ops,
     pool,
     reduce,
@@ -25,7 +26,7 @@ from . import (
 from .registry import OPS, apply, register
 
 FAMILIES = (elementwise, binary, reduce, softmax, shape, join, indexing, linalg, inplace,
-            activation, conv, pool, optim_ops, rnn_ops)
+            activation, conv, pool, optim_ops, rnn_ops, normalization)
 
 
 def _install_methods():

@@ -7,7 +7,7 @@ un-broadcasts it to the input's shape with the one shared helper.
 
 import math
 
-from ..dtypes import _BOOL, _FLOAT, _INT, get_default_dtype, result_type
+from ..dtypes import _FLOAT, _INT, get_default_dtype, result_type
 from ..errors import DTypeError
 from ..tensor import Tensor
 from ._util import wrap_like

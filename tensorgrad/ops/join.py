@@ -4,10 +4,11 @@ pad, repeat/tile.
 Cutting is one op, `narrow` (a view), whose VJP pads the gradient back with zeros; the
 constant `pad`'s VJP narrows it again, so the pair is linear and differentiable to any order.
 split/chunk/unbind cut with narrow too, but record one node for all the pieces (`Split`, a
-multi-output Function) whose backward joins the pieces' gradients with a single cat/stack. Reflect/replicate/circular padding and
-repeat/tile are assembled from narrow, flip, expand, reshape and cat, so their gradients come
-from those ops'. Semantics are PyTorch's: `split(x, 2)` takes a chunk size, `repeat` is
-NumPy's tile, pad widths are listed from the last dimension backwards.
+multi-output Function) whose backward joins the pieces' gradients with a single cat/stack.
+Reflect/replicate/circular padding and repeat/tile are assembled from narrow, flip, expand,
+reshape and cat, so their gradients come from those ops'. Semantics are PyTorch's:
+`split(x, 2)` takes a chunk size, `repeat` is NumPy's tile, pad widths are listed from the
+last dimension backwards.
 """
 
 import math
