@@ -6,7 +6,12 @@ CuPy not installed (with the extra to install), no CUDA device, or a driver/runt
 Every op runs inside `device_context(i)`, because CuPy's array module alone does not pin
 the GPU an array is allocated on.
 
-Imports tensorgrad's backend_api only; cupy lazily.
+Once CuPy imports, the backend overrides ops with the fused kernels of cupy_kernels.py, and
+wraps CuPy's allocator (cupy_memory.PoolTracker) for tg.cuda's memory statistics and for
+CUDA graph capture: the optional members of backend_api.SupportsMemoryStats and
+SupportsGraphCapture.
+
+Imports tensorgrad's backend_api and errors only; cupy lazily.
 """
 
 from tensorgrad.backend_api import CAP_CUDA_GRAPHS, CAP_DLPACK, CAP_FUSED_OPTIM
@@ -24,6 +29,7 @@ class CupyBackend:
         self._status = None  # (ok, reason), computed once
         self._rngs = {}
         self._seed = None
+        self._tracker = None  # cupy_memory.PoolTracker, once CuPy imports
 
     # -- lazy import and availability -------------------------------------------------
     def _import(self):
@@ -47,7 +53,17 @@ class CupyBackend:
         if n == 0:
             return False, "CuPy is installed but no CUDA device is visible"
         self._cupy = cupy
+        self.overrides = self.kernel_table()
+        from .cupy_memory import PoolTracker
+        self._tracker = PoolTracker(cupy)  # from the first use on, so the peak covers it all
         return True, f"{n} CUDA device(s)"
+
+    @staticmethod
+    def kernel_table():
+        """The fused kernels (cupy_kernels.OVERRIDES). Imported here, not at the top: this
+        module loads while tensorgrad itself is importing, before the ops exist."""
+        from .cupy_kernels import OVERRIDES
+        return OVERRIDES
 
     def availability(self):
         self._import()
@@ -82,6 +98,28 @@ class CupyBackend:
     def from_dlpack(self, obj, index):
         with self.device_context(index):
             return self.xp.from_dlpack(obj)
+
+    # -- memory (backend_api.SupportsMemoryStats) --------------------------------------
+    def _memory(self):
+        self.xp  # noqa: B018 - raises the DeviceError saying why CuPy is unusable
+        return self._tracker
+
+    def memory_stats(self, index=None):
+        return self._memory().stats(index)
+
+    def reset_peak_memory_stats(self, index=None):
+        self._memory().reset_peak(index)
+
+    def empty_cache(self):
+        self._memory().empty_cache()
+
+    # -- CUDA graphs (backend_api.SupportsGraphCapture) ----------------------------------
+    def begin_graph_capture(self, index, mode):
+        from .cupy_memory import GraphCapture
+        return GraphCapture(self.xp, self._memory(), index, mode)
+
+    def end_graph_capture(self, handle):
+        return handle.end()
 
     # -- random numbers ----------------------------------------------------------------
     def generator(self, index):

@@ -57,6 +57,52 @@ class Backend(Protocol):
     def manual_seed(self, seed: int) -> None: ...
 
 
+# ---- optional members ------------------------------------------------------------------------
+# A backend may also provide these; they are not part of `Backend` (a backend without them still
+# conforms), and `tg.cuda` asks for them by name through `optional_member`, which says which is
+# missing. The CuPy backend provides all of them.
+@runtime_checkable
+class SupportsMemoryStats(Protocol):
+    """Device-memory accounting behind tg.cuda.memory_allocated and friends.
+
+    `memory_stats(index)` returns at least {"allocated_bytes": bytes held by live arrays now,
+    "peak_allocated_bytes": the most held at once since the start or the last reset,
+    "reserved_bytes": bytes the allocator holds from the driver, cached blocks included}.
+    """
+
+    def memory_stats(self, index: int | None) -> Mapping[str, int]: ...
+
+    def reset_peak_memory_stats(self, index: int | None) -> None: ...
+
+    def empty_cache(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsGraphCapture(Protocol):
+    """Stream capture behind tg.cuda.CUDAGraph (a backend declaring CAP_CUDA_GRAPHS has it).
+
+    `begin_graph_capture(index, mode)` makes a capturing stream current on device `index`
+    (mode: "global", "thread_local" or "relaxed") and returns a handle; every allocation made
+    until the capture ends must stay alive as long as the graph. `end_graph_capture(handle)`
+    ends it (also after an error inside, so the stream leaves capture mode) and returns an
+    object with `replay()` (launch on the current stream) that owns those allocations.
+    """
+
+    def begin_graph_capture(self, index: int | None, mode: str) -> Any: ...
+
+    def end_graph_capture(self, handle: Any) -> Any: ...
+
+
+def optional_member(backend, member, purpose):
+    """`backend.member`, or a DeviceError naming the backend, the member and what needs it."""
+    found = getattr(backend, member, None)
+    if found is None:
+        raise DeviceError(f"{purpose}: backend {backend.name!r} does not provide {member}()\n"
+                          "  hint: it is an optional member of the backend protocol (see "
+                          "tensorgrad.backend_api.SupportsMemoryStats / SupportsGraphCapture)")
+    return found
+
+
 _backends: dict[str, Backend] = {}   # name -> backend
 _by_type: dict[str, Backend] = {}    # device type -> backend
 _load_errors: dict[str, str] = {}    # entry point name -> why it failed to load

@@ -3,7 +3,9 @@
 It serves the device type "alt". Its arrays are NumPy arrays, but tensorgrad treats "alt" as
 a device of its own, so device-mixing, transfer and override logic run on CI without a GPU.
 It overrides a few ops with forwards written differently from the generic ones, so the
-override-parity check in the harness has something to compare.
+override-parity check in the harness has something to compare. It also has a fake memory
+counter (`memory`, set by the tests), the optional memory members a GPU backend provides, so
+tests/test_cuda_api.py can serve "cuda" with it and check tg.cuda's memory functions on CI.
 """
 
 import numpy as np
@@ -31,6 +33,8 @@ class AltBackend:
     def __init__(self):
         self._rng = np.random.default_rng()
         self.contexts_entered = 0
+        self.memory = {"allocated_bytes": 0, "peak_allocated_bytes": 0, "reserved_bytes": 0}
+        self.memory_calls = []  # (member, device index), in call order
 
     @property
     def xp(self):
@@ -67,3 +71,16 @@ class AltBackend:
 
     def manual_seed(self, seed):
         self._rng = np.random.default_rng(seed + 1)
+
+    # -- a fake memory counter: backend_api.SupportsMemoryStats --------------------------------
+    def memory_stats(self, index=None):
+        self.memory_calls.append(("memory_stats", index))
+        return dict(self.memory)
+
+    def reset_peak_memory_stats(self, index=None):
+        self.memory_calls.append(("reset_peak_memory_stats", index))
+        self.memory["peak_allocated_bytes"] = self.memory["allocated_bytes"]
+
+    def empty_cache(self):
+        self.memory_calls.append(("empty_cache", None))
+        self.memory["reserved_bytes"] = self.memory["allocated_bytes"]

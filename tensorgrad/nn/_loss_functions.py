@@ -10,14 +10,14 @@ Speaks only Tensor: imports no array library and never touches a raw backend arr
 
 import warnings
 
-from .. import creation
+from .. import creation, cuda
 from ..errors import DTypeError, ShapeError, describe
 from ..ops import activation as _act
 from ..ops import elementwise as _ew
 from ..ops.binary import where
 from ..ops.broadcast import broadcast_shapes
 from ..ops.indexing import IndexOutOfRange, gather
-from ..ops.softmax import log_softmax
+from ..ops.softmax import log_softmax, softmax_cross_entropy
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -218,21 +218,45 @@ def _nll(name, logp, target, weight, ignore_index, cdim):
     w is None where every weight is 1 and the mask None where nothing is ignored: the common
     case (indices in range, ignore_index absent) then costs only a gather.
     """
-    n_classes = logp.shape[cdim]
-    if target.numel():
-        lo, hi = int(target.min().item()), int(target.max().item())
-        if 0 <= lo and hi < n_classes and not lo <= ignore_index <= hi:
-            loss = -gather(logp, cdim, target.unsqueeze(cdim)).squeeze(cdim)
-            if weight is None:
-                return loss, None, None
-            w = weight[target]
-            return loss * w, w, None
-    valid = target != ignore_index
-    _check_classes(name, target, valid, n_classes, ignore_index)
+    valid = _counted(name, target, logp.shape[cdim], ignore_index)
+    if valid is None:
+        loss = -gather(logp, cdim, target.unsqueeze(cdim)).squeeze(cdim)
+        if weight is None:
+            return loss, None, None
+        w = weight[target]
+        return loss * w, w, None
     safe = where(valid, target, 0)  # ignored entries read class 0, then count 0
     picked = gather(logp, cdim, safe.unsqueeze(cdim)).squeeze(cdim)
     w = valid.to(logp.dtype) if weight is None else weight[safe] * valid
     return -picked * w, w, valid
+
+
+def _counted(name, target, n_classes, ignore_index):
+    """The mask of targets that count, or None when all do; out-of-range indices raise.
+
+    The check reads two numbers on the host; inside a CUDA graph capture, where that is not
+    allowed, it is skipped and every target other than ignore_index counts.
+    """
+    if cuda.is_current_stream_capturing():
+        return target != ignore_index
+    if target.numel():
+        lo, hi = int(target.min().item()), int(target.max().item())
+        if 0 <= lo and hi < n_classes and not lo <= ignore_index <= hi:
+            return None
+    valid = target != ignore_index
+    _check_classes(name, target, valid, n_classes, ignore_index)
+    return valid
+
+
+def _fused_nll(input, target, weight, ignore_index, cdim):
+    """What _nll gives for logp = log_softmax(input), through one softmax_cross_entropy op."""
+    valid = _counted("cross_entropy", target, input.shape[cdim], ignore_index)
+    loss = softmax_cross_entropy(input, target, cdim, ignore_index)  # 0 where ignored
+    if valid is None:
+        w = None if weight is None else weight[target]
+    else:
+        w = valid.to(input.dtype) if weight is None else weight[where(valid, target, 0)] * valid
+    return (loss if weight is None else loss * w), w
 
 
 def _weighted_reduce(loss, w, reduction):
@@ -292,8 +316,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
     _check_weight("cross_entropy", weight, input.shape[cdim])
-    logp = log_softmax(input, cdim)
     if _is_probability_target(input, target):
+        logp = log_softmax(input, cdim)
         return _ce_probabilities(logp, target, weight, reduction, label_smoothing, cdim)
     if target.dtype.is_floating_point:
         raise _target_error(
@@ -302,10 +326,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             f"pass probabilities of shape {tuple(input.shape)}, or class indices as an "
             f"integer tensor of shape {_index_shape(input, cdim)} (e.g. target.argmax({cdim}))")
     _check_index_target("cross_entropy", input, target, cdim)
+    if label_smoothing == 0:  # the common case: one fused op, no log_softmax tensor
+        return _weighted_reduce(*_fused_nll(input, target, weight, ignore_index, cdim),
+                                reduction)
+    logp = log_softmax(input, cdim)
     loss, w, valid = _nll("cross_entropy", logp, target, weight, ignore_index, cdim)
     nll = _weighted_reduce(loss, w, reduction)
-    if label_smoothing == 0:
-        return nll
     smooth = -(logp if weight is None else logp * _class_view(weight, logp, cdim)).sum(cdim)
     if valid is not None:
         smooth = smooth * valid  # only ignored entries drop out, not zero-weight ones

@@ -7,13 +7,21 @@ erfc keeps its negative tail accurate where 1 + erf(x) would cancel.
 
 Kinked ops (leaky_relu, elu, hardtanh) are registered smooth=False; their gradients at the
 kink follow PyTorch (slope / alpha / 0). VJPs use only tensorgrad ops, so second order works.
+
+The derivative of each common activation is an op of its own (`relu_backward`,
+`sigmoid_backward`, `tanh_backward`, `gelu_backward`, `silu_backward`: grad_input from the
+incoming gradient and the saved input or output), and `bias_act` is act(x + bias) in one op:
+a backend replaces each with one fused kernel (backends/cupy_kernels.py) where the generic
+forward runs several array passes. Their VJPs are again tensorgrad ops, so grad-of-grad works.
 Imports no backend module: arrays are reached through `xp` only.
 """
 
 import math
 
+from ..errors import DTypeError, ShapeError
 from ._util import as_float, need_tensor, wrap_like
-from .elementwise import _sigmoid, exp, sigmoid, tanh
+from .broadcast import unbroadcast
+from .elementwise import _relu, _sigmoid, _tanh, exp, sigmoid, tanh
 from .inplace import _inplace
 from .registry import apply, register
 
@@ -22,6 +30,7 @@ _INV_SQRT_PI = 1 / math.sqrt(math.pi)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _TANH_K = math.sqrt(2 / math.pi)
 _TANH_C = 0.044715
+_TANH_3C = 3 * _TANH_C
 
 # ---- erf / erfc (Cody's CALERF coefficients) -------------------------------------------------
 _A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
@@ -115,17 +124,42 @@ def _gelu(xp, x, approximate):
 
 
 def _gelu_vjp(ctx, g, approximate):
-    x = ctx.inputs[0]
-    if approximate == "tanh":
-        t = tanh(_TANH_K * (x + _TANH_C * x * x * x))
-        dinner = _TANH_K * (1 + 3 * _TANH_C * x * x)
-        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner),)
-    cdf = 0.5 * apply(ERFC, (x * -_SQRT1_2,))
-    pdf = exp(x * x * -0.5) * _INV_SQRT_2PI
-    return (g * (cdf + x * pdf),)
+    return (apply(GELU_BACKWARD, (g, ctx.inputs[0]), {"approximate": approximate}),)
 
 
 GELU = register("gelu", _gelu, _gelu_vjp, save_inputs=True)
+
+
+def _gelu_backward(xp, g, x, approximate):
+    """g * gelu'(x): Phi(x) + x phi(x), or the tanh approximation's derivative."""
+    if approximate == "tanh":
+        t = xp.tanh(_TANH_K * (x + _TANH_C * x * x * x))
+        dinner = _TANH_K * (1 + _TANH_3C * x * x)
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
+    cdf = 0.5 * _erfc(xp, x * -_SQRT1_2)
+    pdf = xp.exp(x * x * -0.5) * _INV_SQRT_2PI
+    return g * (cdf + x * pdf)
+
+
+def _gelu_backward_vjp(ctx, v, approximate):
+    # Linear in g; d/dx is g * gelu''(x): phi(x) (2 - x^2), or for the tanh form
+    # (1 - t^2) (u' - x t u'^2 + 3 k c x^2) with u = k (x + c x^3), t = tanh(u).
+    g, x = ctx.inputs
+    need = ctx.needs_input_grad
+    gg = apply(GELU_BACKWARD, (v, x), {"approximate": approximate}) if need[0] else None
+    gx = None
+    if need[1]:
+        if approximate == "tanh":
+            t = tanh(_TANH_K * (x + _TANH_C * x * x * x))
+            du = _TANH_K * (1 + _TANH_3C * x * x)
+            second = (1 - t * t) * (du - x * t * du * du + _TANH_K * _TANH_3C * x * x)
+        else:
+            second = exp(x * x * -0.5) * _INV_SQRT_2PI * (2 - x * x)
+        gx = v * g * second
+    return gg, gx
+
+
+GELU_BACKWARD = register("gelu_backward", _gelu_backward, _gelu_backward_vjp, save_inputs=True)
 
 
 def _silu(xp, x):
@@ -133,12 +167,105 @@ def _silu(xp, x):
 
 
 def _silu_vjp(ctx, g):
-    x = ctx.inputs[0]
-    s = sigmoid(x)
-    return (g * (s * (1 + x * (1 - s))),)
+    return (apply(SILU_BACKWARD, (g, ctx.inputs[0])),)
 
 
 SILU = register("silu", _silu, _silu_vjp, save_inputs=True)
+
+
+def _silu_backward(xp, g, x):
+    """g * silu'(x) = g * s (1 + x (1 - s)), s = sigmoid(x)."""
+    s = _sigmoid(xp, x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+def _silu_backward_vjp(ctx, v):
+    g, x = ctx.inputs  # silu''(x) = s (1 - s) (2 + x (1 - 2 s))
+    need = ctx.needs_input_grad
+    gg = apply(SILU_BACKWARD, (v, x)) if need[0] else None
+    gx = None
+    if need[1]:
+        s = sigmoid(x)
+        gx = v * g * (s * (1 - s) * (2 + x * (1 - 2 * s)))
+    return gg, gx
+
+
+SILU_BACKWARD = register("silu_backward", _silu_backward, _silu_backward_vjp, save_inputs=True)
+
+
+# ---- backward ops of relu / sigmoid / tanh (whose forwards live in elementwise.py) ----------
+def _relu_backward(xp, g, out):
+    """g where out > 0, else 0 (PyTorch's gradient 0 at the kink); `out` is relu's output."""
+    return g * (out > 0)  # a multiply by the mask: see elementwise._relu_vjp
+
+
+def _relu_backward_vjp(ctx, v):
+    # Linear in g; the mask is piecewise constant in `out`, so out gets no gradient.
+    return apply(RELU_BACKWARD, (v, ctx.inputs[1])) if ctx.needs_input_grad[0] else None, None
+
+
+RELU_BACKWARD = register("relu_backward", _relu_backward, _relu_backward_vjp,
+                         save_inputs=True, smooth=False)
+
+
+def _sigmoid_backward(xp, g, out):
+    """g * out * (1 - out); `out` is sigmoid's output."""
+    return g * out * (1 - out)
+
+
+def _sigmoid_backward_vjp(ctx, v):
+    g, out = ctx.inputs
+    need = ctx.needs_input_grad
+    return (apply(SIGMOID_BACKWARD, (v, out)) if need[0] else None,
+            v * g * (1 - 2 * out) if need[1] else None)
+
+
+SIGMOID_BACKWARD = register("sigmoid_backward", _sigmoid_backward, _sigmoid_backward_vjp,
+                            save_inputs=True)
+
+
+def _tanh_backward(xp, g, out):
+    """g * (1 - out^2); `out` is tanh's output."""
+    return g * (1 - out * out)
+
+
+def _tanh_backward_vjp(ctx, v):
+    g, out = ctx.inputs
+    need = ctx.needs_input_grad
+    return (apply(TANH_BACKWARD, (v, out)) if need[0] else None,
+            v * g * out * -2 if need[1] else None)
+
+
+TANH_BACKWARD = register("tanh_backward", _tanh_backward, _tanh_backward_vjp, save_inputs=True)
+
+
+# ---- bias + activation in one op -----------------------------------------------------------
+_BIAS_ACTS = {  # activation -> its forward over xp, taking z = x + bias
+    "relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "silu": _silu,
+    "gelu": lambda xp, z: _gelu(xp, z, "none"), "gelu_tanh": lambda xp, z: _gelu(xp, z, "tanh"),
+}
+
+
+def _bias_act(xp, x, bias, activation):
+    return _BIAS_ACTS[activation](xp, x + bias)
+
+
+def _bias_act_vjp(ctx, g, activation):
+    x, bias = ctx.inputs
+    if activation in ("relu", "sigmoid", "tanh"):  # their derivatives read the output
+        op = {"relu": RELU_BACKWARD, "sigmoid": SIGMOID_BACKWARD, "tanh": TANH_BACKWARD}
+        gz = apply(op[activation], (g, ctx.out))
+    elif activation == "silu":
+        gz = apply(SILU_BACKWARD, (g, x + bias))
+    else:
+        approximate = "tanh" if activation == "gelu_tanh" else "none"
+        gz = apply(GELU_BACKWARD, (g, x + bias), {"approximate": approximate})
+    need = ctx.needs_input_grad
+    return (gz if need[0] else None), (unbroadcast(gz, bias.shape) if need[1] else None)
+
+
+BIAS_ACT = register("bias_act", _bias_act, _bias_act_vjp, save_inputs=True, save_out=True,
+                    smooth=False)  # relu is kinked; the smooth activations have 2nd-order cases
 
 
 def _softplus(xp, x, beta, threshold):
@@ -292,6 +419,33 @@ def hardtanh(input, min_val=-1.0, max_val=1.0):
 def relu6(input):
     """min(max(x, 0), 6): hardtanh(x, 0, 6), as PyTorch defines it."""
     return hardtanh(input, 0.0, 6.0)
+
+
+def bias_act(input, bias, activation="relu"):
+    """activation(input + bias) as one op, `bias` of shape (C,) added along the last dimension.
+
+    activation: "relu", "gelu", "gelu_tanh" (gelu's tanh approximation), "silu", "sigmoid" or
+    "tanh". The same numbers as the two ops apart; on the GPU one fused kernel each way.
+
+    >>> import tensorgrad as tg
+    >>> from tensorgrad.ops.activation import bias_act
+    >>> bias_act(tg.tensor([[-1.0, 1.0]]), tg.tensor([0.5, 0.5])).tolist()
+    [[0.0, 1.5]]
+    """
+    need_tensor(input, "bias_act")
+    need_tensor(bias, "bias_act", "bias")
+    if activation not in _BIAS_ACTS:
+        raise ValueError(f"bias_act: activation must be one of {', '.join(_BIAS_ACTS)}, got "
+                         f"{activation!r}")
+    if input.ndim == 0 or tuple(bias.shape) != (input.shape[-1],):
+        raise ShapeError(f"bias_act: bias must have shape (C,) for input (..., C); got input "
+                         f"{tuple(input.shape)} and bias {tuple(bias.shape)}\n  hint: one bias "
+                         "value per feature of the last dimension")
+    if bias.dtype is not input.dtype or not input.dtype.is_floating_point:
+        raise DTypeError(f"bias_act: input and bias must share one floating dtype, got "
+                         f"{input.dtype} and {bias.dtype}\n  hint: convert them, e.g. "
+                         "bias.to(input.dtype)")
+    return apply(BIAS_ACT, (input, bias), {"activation": activation})
 
 
 def gradient_reversal(input, lambda_=1.0):

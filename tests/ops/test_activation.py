@@ -8,6 +8,7 @@ from harness import OpCase, check_op
 
 import tensorgrad as tg
 from tensorgrad.ops import activation as A
+from tensorgrad.ops.registry import apply
 
 S = (3, 4)
 _erf = np.vectorize(math.erf)
@@ -54,6 +55,49 @@ def _softplus_inputs(rng):
     return [x]
 
 
+def _np_gelu_prime(x):
+    return 0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def _np_gelu_tanh_prime(x):
+    k, c = math.sqrt(2 / math.pi), 0.044715
+    t = np.tanh(k * (x + c * x ** 3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * c * x * x)
+
+
+def _g_and(make_second):
+    """An incoming gradient and a second input (activation input or output) of shape S."""
+    def make(rng):
+        return [rng.uniform(-2, 2, size=S), make_second(rng)]
+    return make
+
+
+def _relu_out(rng):
+    return np.maximum(rng.uniform(0.1, 2.0, size=S) * rng.choice([-1, 1], size=S), 0)
+
+
+def _backward(op, **attrs):
+    return lambda g, y: apply(op, (g, y), attrs)
+
+
+def _bias_inputs(rng):
+    # x + bias kept away from 0, so relu's kink is not between the finite differences.
+    x, b = rng.uniform(-2, 2, size=S), rng.uniform(-1, 1, size=S[-1:])
+    z = x + b
+    x[np.abs(z) < 0.1] += 0.3
+    return [x, b]
+
+
+_NP_ACTS = {"relu": lambda z: np.maximum(z, 0), "sigmoid": _np_sigmoid, "tanh": np.tanh,
+            "silu": lambda z: z * _np_sigmoid(z), "gelu": _np_gelu, "gelu_tanh": _np_gelu_tanh}
+
+
+def _bias_act_case(activation):
+    return OpCase(("bias_act",), lambda x, b: A.bias_act(x, b, activation),
+                  lambda x, b: _NP_ACTS[activation](x + b), make=_bias_inputs,
+                  name=f"bias_act-{activation}")
+
+
 CASES = [
     OpCase(("erf",), tg.erf, _erf, make=_erf_inputs, name="erf-ranges"),
     OpCase(("erf",), lambda x: x.erf(), _erf, (S,), name="erf-method"),
@@ -75,7 +119,23 @@ CASES = [
     # gradient is (-2)(-0.5) = 1, which finite differences can check (the single case is below).
     OpCase(("gradient_reversal",), lambda x: A.gradient_reversal(A.gradient_reversal(x, 2.0), 0.5),
            lambda x: x, (S,), name="gradient_reversal-twice"),
-]
+    # The backward ops the activations' VJPs call (fused on the GPU), with their own VJPs.
+    OpCase(("relu_backward",), _backward(A.RELU_BACKWARD), lambda g, y: g * (y > 0),
+           make=_g_and(_relu_out), grad=(0,), name="relu_backward"),
+    OpCase(("sigmoid_backward",), _backward(A.SIGMOID_BACKWARD), lambda g, y: g * y * (1 - y),
+           make=_g_and(lambda rng: rng.uniform(0.05, 0.95, size=S)), name="sigmoid_backward"),
+    OpCase(("tanh_backward",), _backward(A.TANH_BACKWARD), lambda g, y: g * (1 - y * y),
+           make=_g_and(lambda rng: rng.uniform(-0.95, 0.95, size=S)), name="tanh_backward"),
+    OpCase(("silu_backward",), _backward(A.SILU_BACKWARD),
+           lambda g, x: g * _np_sigmoid(x) * (1 + x * (1 - _np_sigmoid(x))),
+           make=_g_and(lambda rng: rng.uniform(-5, 5, size=S)), name="silu_backward"),
+    OpCase(("gelu_backward",), _backward(A.GELU_BACKWARD, approximate="none"),
+           lambda g, x: g * _np_gelu_prime(x),
+           make=_g_and(lambda rng: rng.uniform(-4, 4, size=S)), name="gelu_backward"),
+    OpCase(("gelu_backward",), _backward(A.GELU_BACKWARD, approximate="tanh"),
+           lambda g, x: g * _np_gelu_tanh_prime(x),
+           make=_g_and(lambda rng: rng.uniform(-4, 4, size=S)), name="gelu_backward-tanh"),
+] + [_bias_act_case(a) for a in _NP_ACTS]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -184,3 +244,44 @@ def test_against_torch_if_present():
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours(tg.tensor(x)).numpy(), theirs(tx).numpy(), rtol=1e-12,
                                    atol=1e-14)
+
+
+def test_bias_act_is_the_two_ops_apart(device):
+    x = tg.randn(5, 7, device=device, dtype=tg.float64, requires_grad=True)
+    b = tg.randn(7, device=device, dtype=tg.float64, requires_grad=True)
+    for activation, act in [("relu", tg.relu), ("sigmoid", tg.sigmoid), ("tanh", tg.tanh),
+                            ("silu", A.silu), ("gelu", A.gelu),
+                            ("gelu_tanh", lambda z: A.gelu(z, approximate="tanh"))]:
+        fused = A.bias_act(x, b, activation)
+        apart = act(x + b)
+        np.testing.assert_allclose(fused.tolist(), apart.tolist(), rtol=1e-14, atol=1e-15)
+        gx, gb = tg.autograd.grad(fused.sum(), [x, b])
+        ax, ab = tg.autograd.grad(apart.sum(), [x, b])
+        np.testing.assert_allclose(gx.tolist(), ax.tolist(), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(gb.tolist(), ab.tolist(), rtol=1e-13, atol=1e-15)
+
+
+def test_bias_act_rejects_bad_input():
+    x = tg.zeros(2, 3)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        A.bias_act(x, tg.zeros(3), "swish")
+    with pytest.raises(tg.ShapeError, match=r"bias must have shape \(C,\)"):
+        A.bias_act(x, tg.zeros(2), "relu")
+    with pytest.raises(tg.DTypeError, match="one floating dtype"):
+        A.bias_act(x, tg.zeros(3, dtype=tg.float64), "relu")
+    with pytest.raises(TypeError, match="bias"):
+        A.bias_act(x, [0.0, 0.0, 0.0], "relu")
+
+
+def test_activation_gradients_unchanged_by_the_backward_ops():
+    # gelu/silu VJPs now go through gelu_backward/silu_backward: the same numbers as the
+    # formulas they replaced, and third order still works (their VJPs are tensor ops).
+    x = tg.tensor(np.linspace(-4, 4, 9), requires_grad=True)
+    for f, prime in [(A.gelu, _np_gelu_prime), (A.silu, lambda v: _np_sigmoid(v) * (
+            1 + v * (1 - _np_sigmoid(v)))),
+                     (lambda v: A.gelu(v, approximate="tanh"), _np_gelu_tanh_prime)]:
+        (g,) = tg.autograd.grad(f(x).sum(), [x], create_graph=True)
+        np.testing.assert_allclose(g.tolist(), prime(x.detach().numpy()), rtol=1e-12)
+        (h,) = tg.autograd.grad(g.sum(), [x], create_graph=True)
+        (third,) = tg.autograd.grad(h.sum(), [x])
+        assert np.all(np.isfinite(third.numpy()))
