@@ -8,9 +8,10 @@ erfc keeps its negative tail accurate where 1 + erf(x) would cancel.
 Kinked ops (leaky_relu, elu, hardtanh) are registered smooth=False; their gradients at the
 kink follow PyTorch (slope / alpha / 0). VJPs use only tensorgrad ops, so second order works.
 
-The derivative of each common activation is an op of its own (`relu_backward`,
-`sigmoid_backward`, `tanh_backward`, `gelu_backward`, `silu_backward`: grad_input from the
-incoming gradient and the saved input or output), and `bias_act` is act(x + bias) in one op:
+The derivative of each common activation is an op of its own (`gelu_backward`,
+`silu_backward` here; `relu_backward`, `sigmoid_backward`, `tanh_backward` in elementwise.py
+beside their forwards: grad_input from the incoming gradient and the saved input or output),
+and `bias_act` is act(x + bias) in one op:
 a backend replaces each with one fused kernel (backends/cupy_kernels.py) where the generic
 forward runs several array passes. Their VJPs are again tensorgrad ops, so grad-of-grad works.
 Imports no backend module: arrays are reached through `xp` only.
@@ -21,7 +22,17 @@ import math
 from ..errors import DTypeError, ShapeError
 from ._util import as_float, need_tensor, wrap_like
 from .broadcast import unbroadcast
-from .elementwise import _relu, _sigmoid, _tanh, exp, sigmoid, tanh
+from .elementwise import (
+    RELU_BACKWARD,
+    SIGMOID_BACKWARD,
+    TANH_BACKWARD,
+    _relu,
+    _sigmoid,
+    _tanh,
+    exp,
+    sigmoid,
+    tanh,
+)
 from .inplace import _inplace
 from .registry import apply, register
 
@@ -191,52 +202,6 @@ def _silu_backward_vjp(ctx, v):
 
 
 SILU_BACKWARD = register("silu_backward", _silu_backward, _silu_backward_vjp, save_inputs=True)
-
-
-# ---- backward ops of relu / sigmoid / tanh (whose forwards live in elementwise.py) ----------
-def _relu_backward(xp, g, out):
-    """g where out > 0, else 0 (PyTorch's gradient 0 at the kink); `out` is relu's output."""
-    return g * (out > 0)  # a multiply by the mask: see elementwise._relu_vjp
-
-
-def _relu_backward_vjp(ctx, v):
-    # Linear in g; the mask is piecewise constant in `out`, so out gets no gradient.
-    return apply(RELU_BACKWARD, (v, ctx.inputs[1])) if ctx.needs_input_grad[0] else None, None
-
-
-RELU_BACKWARD = register("relu_backward", _relu_backward, _relu_backward_vjp,
-                         save_inputs=True, smooth=False)
-
-
-def _sigmoid_backward(xp, g, out):
-    """g * out * (1 - out); `out` is sigmoid's output."""
-    return g * out * (1 - out)
-
-
-def _sigmoid_backward_vjp(ctx, v):
-    g, out = ctx.inputs
-    need = ctx.needs_input_grad
-    return (apply(SIGMOID_BACKWARD, (v, out)) if need[0] else None,
-            v * g * (1 - 2 * out) if need[1] else None)
-
-
-SIGMOID_BACKWARD = register("sigmoid_backward", _sigmoid_backward, _sigmoid_backward_vjp,
-                            save_inputs=True)
-
-
-def _tanh_backward(xp, g, out):
-    """g * (1 - out^2); `out` is tanh's output."""
-    return g * (1 - out * out)
-
-
-def _tanh_backward_vjp(ctx, v):
-    g, out = ctx.inputs
-    need = ctx.needs_input_grad
-    return (apply(TANH_BACKWARD, (v, out)) if need[0] else None,
-            v * g * out * -2 if need[1] else None)
-
-
-TANH_BACKWARD = register("tanh_backward", _tanh_backward, _tanh_backward_vjp, save_inputs=True)
 
 
 # ---- bias + activation in one op -----------------------------------------------------------
