@@ -19,6 +19,7 @@ from ._util import need_tensor, norm_dims
 from .binary import where
 from .broadcast import broadcast_shapes, unbroadcast
 from .registry import apply, register
+from .shape import contiguous
 
 
 def _same_dtype(op, operands):
@@ -52,6 +53,8 @@ def _matmul_vjp(ctx, g):
     b2 = _fit(b, b.shape + (1,)) if b.ndim == 1 else b
     batch = broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     g2 = _fit(g, batch + (a2.shape[-2], b2.shape[-1]))
+    if need_a and need_b:
+        g2 = _dense(g2)
     ga = _fit(unbroadcast(matmul(g2, b2.mT), a2.shape), a.shape) if need_a else None
     gb = _fit(unbroadcast(matmul(a2.mT, g2), b2.shape), b.shape) if need_b else None
     return ga, gb
@@ -187,6 +190,8 @@ def _linear_vjp(ctx, g):
     # gradient that every later elementwise pass (the optimizer's update) read across strides.
     x, w = ctx.inputs[0], ctx.inputs[1]
     need = ctx.needs_input_grad
+    if need[0] and need[1]:
+        g = _dense(g)
     gx = None
     if need[0]:
         gx = apply(MATMUL, (_rows(g), w))
@@ -199,6 +204,12 @@ def _linear_vjp(ctx, g):
     if need[2]:
         gb = g.sum(dim=tuple(range(g.ndim - 1))) if g.ndim > 1 else g
     return gx, gw, gb
+
+
+def _dense(g):
+    """g made contiguous once when two products read it. BLAS takes no broadcast (stride-0)
+    operand, such as the gradient of a .sum(): each matmul would copy it again."""
+    return g if g._array.flags.c_contiguous else contiguous(g)
 
 
 def _rows(t):
