@@ -16,7 +16,8 @@ threadpoolctl enforces it). Rank 0 writes one JSON object with:
   interleaved rounds with the parameters of the ring model `scaling.py` prints
   (with N > 1; `chunk` = bytes / N, what one ring step sends):
   `link`, a `Sendrecv` of one chunk to the right neighbour (from the left one) whose send
-  buffer was just rewritten, as the ring's are; `reduce`, a NumPy add of two chunks in place;
+  buffer was just rewritten, as the ring's are; `reduce_mpi`, the MPI library's own SUM of two
+  chunks (`Op.Reduce_local`: the reduction its allreduce runs), and `reduce`, NumPy's add;
   `fresh`, the `link` transfer into newly mapped memory (mmap, receive, munmap: what a buffer
   malloc'd per call costs); `faults`, each one's minor page faults per call (slowest rank).
   `alpha` (top level) is a `Sendrecv` of 4 bytes: the per-step latency.
@@ -160,7 +161,10 @@ def allreduce_impls(comm, nbytes):
             del target  # the mapping cannot close while an array views it
         return time.perf_counter() - t0
 
-    impls.update(link=(link, True), reduce=(lambda: np.add(recv, other, out=recv), False))
+    # gamma is the reduction as the MPI library runs it inside its allreduce (its own SUM
+    # kernel, Op.Reduce_local), beside NumPy's add of the same chunks for comparison.
+    impls.update(link=(link, True), reduce=(lambda: np.add(recv, other, out=recv), False),
+                 reduce_mpi=(lambda: MPI.SUM.Reduce_local(other, recv), False))
     if hasattr(mmap, "MAP_ANONYMOUS"):  # POSIX (Python >= 3.10 names it on macOS too)
         impls["fresh"] = (fresh, True)
     return impls
@@ -245,7 +249,7 @@ def test_scaling_report_quick(tmp_path):
     assert len(rows) == 1 and len(rows[0]) == 14, table
     assert rows[0][5] in ("yes", "NO") and rows[0][13] in ("yes", "NO")
     row = json.loads(out.read_text())["2"]["allreduce"][0]
-    assert {"link", "reduce", "fresh", "faults"} <= row.keys()
+    assert {"link", "reduce", "reduce_mpi", "fresh", "faults"} <= row.keys()
     assert {"mpi4py", "fresh"} <= row["faults"].keys()
 
 

@@ -17,7 +17,9 @@ Launches `mpiexec -n N python benchmarks/bench_distributed.py` for each N and pr
       t = 2(N-1)/N * bytes / B_link + (N-1)/N * bytes * gamma + 2(N-1) * alpha
 
   with B_link a Sendrecv of one chunk (its latency taken out), gamma the seconds per byte of
-  a NumPy add of two chunks, alpha a 4-byte Sendrecv, all measured in the same run. At 2
+  the MPI library's own SUM of two chunks (`Op.Reduce_local`, what its allreduce runs; Open
+  MPI's is several times slower than NumPy's add on cache-resident chunks), alpha a 4-byte
+  Sendrecv, all measured in the same run. At 2
   ranks Open MPI 5's blocking Allreduce runs Rabenseifner's algorithm for 1-100 MB (seen in
   gdb), not the ring, but its two steps send and reduce the same chunks. The table also
   prints the minor page faults per `Allreduce` and their cost (faults times the cost of
@@ -97,7 +99,9 @@ def ring_model(n, row, alpha):
     chunk = row["bytes"] / n
     steps = n - 1
     link = chunk / max(row["link"] - alpha, 1e-12)  # B_link, bytes/s each way
-    gamma = row["reduce"] / chunk  # seconds per byte of the reduced chunk
+    # Seconds per byte of the reduced chunk, as the library reduces (runs saved before
+    # reduce_mpi was measured have NumPy's add only).
+    gamma = row.get("reduce_mpi", row["reduce"]) / chunk
     terms = {"transfer": 2 * steps * chunk / link, "reduction": steps * chunk * gamma,
              "latency": 2 * steps * alpha}
     total = sum(terms.values())
@@ -121,7 +125,8 @@ def print_model(runs):
     print("  B_link, gamma, alpha measured in this run. On GPUs B_link is NCCL's bus bandwidth:")
     print("  nccl-tests print busbw = 2(N-1)/N * bytes / t, the link's speed whatever N")
     print(f"  {'N':>2}{'MB':>5}{'measured':>10}{'model':>8}{'ratio':>7}{'<=30%':>6}"
-          f"{'link GB/s':>10}{'send':>7}{'add':>6}{'alpha':>6}{'faults':>8}{'fault ms':>9}"
+          f"{'link GB/s':>10}{'send':>7}{'add':>6}{'np add':>7}{'alpha':>6}{'faults':>8}"
+          f"{'fault ms':>9}"
           f"{'ratio+f':>8}{'<=30%':>6}")
     for n in many:
         alpha = runs[n]["alpha"]
@@ -131,10 +136,12 @@ def print_model(runs):
             r, rf = meas / m["total"], meas / (m["total"] + m["faults"])
             print(f"  {n:>2}{row['mb']:>5}{meas * 1e3:>10.2f}{m['total'] * 1e3:>8.2f}{r:>7.2f}"
                   f"{within(r):>6}{m['link'] / 1e9:>10.2f}{m['transfer'] * 1e3:>7.2f}"
-                  f"{m['reduction'] * 1e3:>6.2f}{m['latency'] * 1e3:>6.3f}"
+                  f"{m['reduction'] * 1e3:>6.2f}{(n - 1) * row['reduce'] * 1e3:>7.2f}"
+                  f"{m['latency'] * 1e3:>6.3f}"
                   f"{row['faults']['mpi4py']:>8.0f}{m['faults'] * 1e3:>9.2f}{rf:>8.2f}"
                   f"{within(rf):>6}")
-    print("  measured: mpi4py Allreduce (ms); send, add, alpha: the model's terms (ms);")
+    print("  measured: mpi4py Allreduce (ms); send, add, alpha: the model's terms (ms), add the")
+    print("  MPI library's own reduction; np add: NumPy's add of the same chunks, for comparison;")
     print("  faults: minor page faults per call; ratio+f: measured / (model + fault ms)")
 
 
