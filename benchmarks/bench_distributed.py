@@ -246,8 +246,8 @@ def test_scaling_report_quick(tmp_path):
     lines = proc.stdout.splitlines()
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("ring model")):]
     rows = [line.split() for line in table if line.split()[:2] == ["2", "1"]]
-    assert len(rows) == 1 and len(rows[0]) == 14, table
-    assert rows[0][5] in ("yes", "NO") and rows[0][13] in ("yes", "NO")
+    assert len(rows) == 1 and len(rows[0]) == 15, table  # 2 keys, 4 values, verdict, 7, verdict
+    assert rows[0][5] in ("yes", "NO") and rows[0][14] in ("yes", "NO")
     row = json.loads(out.read_text())["2"]["allreduce"][0]
     assert {"link", "reduce", "reduce_mpi", "fresh", "faults"} <= row.keys()
     assert {"mpi4py", "fresh"} <= row["faults"].keys()
