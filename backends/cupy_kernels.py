@@ -24,6 +24,7 @@ Imports tensorgrad's ops (core) for the generic forwards and constants; never cu
 """
 
 from tensorgrad.ops import activation as _act
+from tensorgrad.ops.registry import OPS
 from tensorgrad.ops.softmax import (  # tensorgrad.ops.softmax the name is the function
     _shift,
     _softmax_cross_entropy,
@@ -144,27 +145,21 @@ _GELU_BACKWARD = {
 }
 
 
-def relu_backward(xp, g, out):
-    if not floating(g, out):
-        return _act._relu_backward(xp, g, out)
-    build = _elementwise("T g, T out", "T gx", "gx = g * (T)(out > (T)0);", "tg_relu_backward")
-    return kernel(xp, "relu_backward", build)(g, out)
+def _from_output(name, body):
+    """The derivative op `name` of an activation whose gradient is a function of its output
+    (relu, sigmoid, tanh): gx from g and out in one kernel; other dtypes take the generic
+    forward, looked up in the registry."""
+    def override(xp, g, out):
+        if not floating(g, out):
+            return OPS[name].forward(xp, g, out)
+        return kernel(xp, name, _elementwise("T g, T out", "T gx", body, f"tg_{name}"))(g, out)
+    override.__name__ = name
+    return override
 
 
-def sigmoid_backward(xp, g, out):
-    if not floating(g, out):
-        return _act._sigmoid_backward(xp, g, out)
-    build = _elementwise("T g, T out", "T gx", "gx = g * out * ((T)1 - out);",
-                         "tg_sigmoid_backward")
-    return kernel(xp, "sigmoid_backward", build)(g, out)
-
-
-def tanh_backward(xp, g, out):
-    if not floating(g, out):
-        return _act._tanh_backward(xp, g, out)
-    build = _elementwise("T g, T out", "T gx", "gx = g * ((T)1 - out * out);",
-                         "tg_tanh_backward")
-    return kernel(xp, "tanh_backward", build)(g, out)
+relu_backward = _from_output("relu_backward", "gx = g * (T)(out > (T)0);")
+sigmoid_backward = _from_output("sigmoid_backward", "gx = g * out * ((T)1 - out);")
+tanh_backward = _from_output("tanh_backward", "gx = g * ((T)1 - out * out);")
 
 
 def silu_backward(xp, g, x):
