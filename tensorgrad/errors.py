@@ -58,10 +58,10 @@ class TensorGradError(Exception):
     @property
     def message(self):
         """The message without the location line (for wrapping in another error)."""
-        return super().__str__()
+        return Exception.__str__(self)  # not KeyError's, which would quote it
 
     def __str__(self):
-        text = super().__str__()
+        text = self.message
         if self._where is None:
             return text
         first, sep, rest = text.partition("\n")
@@ -90,6 +90,11 @@ class AnomalyError(TensorGradError, RuntimeError):
 
 class CheckpointError(TensorGradError, ValueError):
     """A checkpoint file is truncated, tampered with, or not a safetensors file."""
+
+
+class StateDictError(TensorGradError, KeyError, RuntimeError):
+    """A strict `load_state_dict` met missing or unexpected keys. PyTorch raises RuntimeError
+    there; a KeyError too, so code written for either catches it."""
 
 
 def describe(x):

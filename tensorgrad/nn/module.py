@@ -11,7 +11,7 @@ from collections import OrderedDict, namedtuple
 
 from .. import dtypes as _dtypes
 from ..autograd.graph import no_grad
-from ..errors import ShapeError
+from ..errors import ShapeError, StateDictError
 from ..tensor import Tensor
 from .parameter import Parameter
 from .utils import _zero_grads
@@ -280,14 +280,14 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy values into this module's parameters and buffers (in place, under no_grad).
 
-        Returns (missing_keys, unexpected_keys); with strict=True either raises KeyError
-        listing them. A shape mismatch raises ShapeError naming the key and both shapes.
+        Returns (missing_keys, unexpected_keys); with strict=True either raises StateDictError
+        (a RuntimeError, as in PyTorch, and a KeyError) listing them. A shape mismatch raises ShapeError naming the key and both shapes.
         """
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict for {type(self).__name__}: missing keys "
+            raise StateDictError(f"load_state_dict for {type(self).__name__}: missing keys "
                            f"{missing}, unexpected keys {unexpected}\n  hint: pass "
                            "strict=False to load the keys that match")
         for key, target in own.items():
