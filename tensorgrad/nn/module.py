@@ -280,8 +280,9 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy values into this module's parameters and buffers (in place, under no_grad).
 
-        Returns (missing_keys, unexpected_keys); with strict=True either raises StateDictError
-        (a RuntimeError, as in PyTorch, and a KeyError) listing them. A shape mismatch raises ShapeError naming the key and both shapes.
+        Returns (missing_keys, unexpected_keys); with strict=True either raises
+        StateDictError (a RuntimeError, as in PyTorch, and a KeyError) listing them. A shape
+        mismatch raises ShapeError naming the key and both shapes.
         """
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
