@@ -9,7 +9,7 @@ and the checks below run after every recorded forward and every VJP:
 - backward: a gradient the VJP returns has a NaN, or an Inf although the incoming gradient
   and the node's saved inputs and output were finite (`sqrt`'s gradient at 0, say).
 
-Either raises `AnomalyError` naming the op (`LogBackward` for a VJP), each operand's shape
+Either raises `AnomalyError` naming the op (`LogBackward0` for a VJP), each operand's shape
 and statistics (min and max of the finite entries, count of NaN and Inf) and the line that
 created the node. The statistics are read on the host, which anomaly mode alone pays for.
 

@@ -121,7 +121,7 @@ class Node:
         n = self.op.name
         if n.lstrip("_")[:1].isupper():  # a custom Function, named by its (CamelCase) class
             return f"{n}Backward"
-        return f"{n.title().replace('_', '')}Backward"
+        return f"{n.title().replace('_', '')}Backward0"  # PyTorch's names for built-in ops
 
     def __repr__(self):
         return f"<{self.name()}>"
