@@ -4,8 +4,9 @@
 needs no recursion), then visits each node once, after every consumer has added its
 gradient. For each node it runs the tensor hooks, calls the op's VJP, checks every returned
 gradient against its input's shape, dtype and device, and frees the node's residuals unless
-`retain_graph`. Leaves collect their summed gradient until the end, so a hook on a leaf
-used twice fires once.
+`retain_graph`. A leaf collects its contributions until the last one arrives, so a hook on
+a leaf used twice fires once, with the sum; a leaf with hooks is finished right then,
+mid-backward (DDP's allreduce overlaps the rest of the graph), the others at the end.
 
 VJPs run with grad mode off, or on under `create_graph` (so gradients are differentiable).
 """
