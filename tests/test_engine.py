@@ -124,6 +124,35 @@ def test_early_grad_never_aliases_a_gradient_still_in_flight(device):
     np.testing.assert_allclose(_np(b.grad), [2.0, 4.0, 6.0])
 
 
+def test_hooked_leaf_into_a_multi_output_op(device):
+    # chunk is one multi-output node: its incoming gradient is a bundle, not a tensor. A
+    # hooked leaf (every DDP parameter) fed straight into it must still get its gradient.
+    w = tg.tensor(np.arange(24.0).reshape(6, 4), device=device, requires_grad=True)
+    calls = []
+    w.register_hook(lambda g: calls.append(1))
+    q, k, _ = w.chunk(3)
+    (q.sum() + 2 * k.sum()).backward()
+    assert calls == [1]
+    np.testing.assert_allclose(_np(w.grad)[:, 0], [1, 1, 2, 2, 0, 0])
+
+
+def test_grad_passed_as_root_gradient_is_still_accumulated_in_place(device):
+    # As in PyTorch: without hooks the sum lands in the .grad tensor the caller holds.
+    x = _leaf(device)
+    x.grad = tg.ones(3, dtype=tg.float64, device=device)
+    g0 = x.grad
+    (x * 2 + x * 3).backward(x.grad)
+    assert x.grad is g0
+    np.testing.assert_allclose(_np(g0), [6.0, 6.0, 6.0])
+
+
+def test_root_gradient_of_another_dtype_is_refused_at_the_root(device):
+    x = _leaf(device)
+    with pytest.raises(DTypeError, match="backward: the gradient has dtype float32 but the "
+                                         "output has dtype float64"):
+        (x * 2).backward(tg.ones(3, device=device))
+
+
 def test_hook_handle_remove(device):
     x = _leaf(device)
     calls = []

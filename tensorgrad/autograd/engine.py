@@ -209,7 +209,7 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
                 left = uses[k] = uses[k] - 1
                 if left == 0:
                     del leaf_grads[k]
-                    _accumulate(e, entry[1], create_graph, handed_out)
+                    _accumulate(e, entry[1], create_graph, handed_out, in_flight=True)
     if targets is not None:
         return [_target_grad(t, leaf_grads, captured) for t in targets]
     for leaf, g in leaf_grads.values():  # leaves behind a branch that got no gradient
@@ -225,7 +225,9 @@ def _in_flight(ge, g, grads):
     a = ge._array
     root = a if a.base is None else a.base
     for x in (g, *grads):
-        if x is not None and x is not ge:
+        # g is a bundle (not a Tensor) at a multi-output Function's node: its members flow
+        # nowhere else, so only the VJP's other outputs can share with ge there.
+        if isinstance(x, Tensor) and x is not ge:
             b = x._array
             if b is root or b.base is root or (b.base is not None and b.base is a):
                 return True
@@ -247,8 +249,9 @@ def _target_grad(t, leaf_grads, captured):
     return captured.get(t._node)
 
 
-def _accumulate(leaf, g, create_graph, handed_out):
-    """Run the leaf's hooks on its whole gradient `g`, then add it to `leaf.grad`."""
+def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
+    """Run the leaf's hooks on its whole gradient `g`, then add it to `leaf.grad`
+    (`in_flight`: mid-backward, while other gradients still flow through the graph)."""
     if leaf._hooks:
         g = _call_hooks(leaf._hooks, g)
     if not create_graph:
@@ -269,9 +272,9 @@ def _accumulate(leaf, g, create_graph, handed_out):
         if base is not None:
             handed_out.add(id(base))
         leaf.grad = g
-    elif create_graph or id(grad._array) in handed_out:
-        # Out of place: under create_graph the sum is differentiable; and a .grad the caller
-        # passed in as a root gradient is still being read by the rest of this backward.
+    elif create_graph or in_flight and id(grad._array) in handed_out:
+        # Out of place: under create_graph the sum is differentiable; and mid-backward, a
+        # .grad the caller passed in as a root gradient is still read by the rest of the graph.
         leaf.grad = grad + g
     else:
         grad._array += g._array
@@ -326,4 +329,10 @@ def _root_grad(t, g, who):
     if g.shape != t.shape:
         raise ShapeError(f"{who}: the gradient has shape {tuple(g.shape)} but the output has "
                          f"shape {tuple(t.shape)}\n  hint: pass a gradient shaped like the output")
+    if g.dtype is not t.dtype:
+        raise DTypeError(f"{who}: the gradient has dtype {g.dtype.name} but the output has "
+                         f"dtype {t.dtype.name}\n  hint: pass gradient.to(tg.{t.dtype.name})")
+    if g.device != t.device:
+        raise DeviceError(f"{who}: the gradient is on {g.device} but the output is on "
+                          f"{t.device}\n  hint: pass gradient.to('{t.device}')")
     return g

@@ -176,7 +176,8 @@ def _linear(xp, x, w, b=None):
     if x.ndim > 2:
         # (..., in) as one (rows, in) matmul: a stacked matmul runs one small BLAS call per
         # leading index (32 calls for a (32, 32, 64) sequence batch, twice as slow).
-        out = xp.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
+        rows = math.prod(x.shape[:-1])  # not -1: that cannot be inferred when in == 0
+        out = xp.matmul(x.reshape(rows, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
     else:
         out = xp.matmul(x, w.T)
     if b is not None:

@@ -327,3 +327,9 @@ def test_norm_and_einsum_match_torch_if_installed():
         ours = tg.einsum(eq, *[tg.tensor(o) for o in ops]).numpy()
         theirs = torch.einsum(eq, *[torch.tensor(o) for o in ops]).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, err_msg=eq)
+
+
+def test_linear_on_a_sequence_batch_with_no_input_features(device):
+    x = tg.zeros(2, 5, 0, device=device)
+    out = tg.nn.functional.linear(x, tg.zeros(4, 0, device=device), tg.ones(4, device=device))
+    assert out.shape == (2, 5, 4) and out.cpu().numpy().tolist() == [[[1.0] * 4] * 5] * 2
