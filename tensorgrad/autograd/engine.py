@@ -254,10 +254,10 @@ def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
     (`in_flight`: mid-backward, while other gradients still flow through the graph)."""
     if leaf._hooks:
         g = _call_hooks(leaf._hooks, g)
-    if not create_graph:
-        g = g.detach()
     grad = leaf.grad
     if grad is None:
+        if not create_graph:
+            g = g.detach()
         a = g._array
         base = a.base
         # Optimizers update .grad in place, so it may share memory with nothing the caller
@@ -275,8 +275,8 @@ def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
     elif create_graph or in_flight and id(grad._array) in handed_out:
         # Out of place: under create_graph the sum is differentiable; and mid-backward, a
         # .grad the caller passed in as a root gradient is still read by the rest of the graph.
-        leaf.grad = grad + g
-    else:
+        leaf.grad = grad + (g if create_graph else g.detach())
+    else:  # the common case, a step after the first: a plain array sum, no tensor made
         grad._array += g._array
         grad._vc[0] += 1
 
