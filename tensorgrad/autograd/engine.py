@@ -100,6 +100,18 @@ def _call_hooks(hooks, g):
     return g
 
 
+def _output_hooks(node, g, create_graph, handed_out):
+    """The hooks of a non-leaf tensor, then its retained .grad; returns the gradient."""
+    if node.pre_hooks:
+        g = _call_hooks(node.pre_hooks, g)
+    if node.retain_ref is not None:
+        t = node.retain_ref()
+        if t is not None:
+            t.grad = g if create_graph else g.detach()
+            handed_out.add(id(g._array))
+    return g
+
+
 def _add(a, b):
     """Sum two gradients of one tensor (same shape, dtype, device: the check guarantees it)."""
     if a is None:
@@ -144,7 +156,9 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
             pending[t._node] = _add(pending.get(t._node), g)
     order, uses = _toposort([t._node for t in roots if t._node is not None])
     # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
-    handed_out = {id(g._array) for g in root_grads}
+    handed_out = set()
+    for g in root_grads:
+        handed_out.add(id(g._array))
     # A leaf with hooks has them run, and its gradient go to .grad, as soon as its last
     # contribution arrives, not after the whole graph: hooks that start communication (DDP's
     # bucketed allreduce) then overlap the rest of backward. Other leaves wait for the end,
@@ -166,18 +180,14 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
                 continue
         if g is None:
             continue  # its leaves never complete: the flush below takes them
-        if node.pre_hooks:
-            g = _call_hooks(node.pre_hooks, g)
-        if node.retain_ref is not None:
-            t = node.retain_ref()
-            if t is not None:
-                t.grad = g if create_graph else g.detach()
-                handed_out.add(id(g._array))
-        if node.freed:
-            raise node._freed_error()
-        if node.versions is not None or node.out_version is not None:
+        if node.pre_hooks is not None or node.retain_ref is not None:
+            g = _output_hooks(node, g, create_graph, handed_out)
+        if node.versions is not None or node.out_version is not None or node.freed:
+            if node.freed:
+                raise node._freed_error()
             node.check_versions()
-        grads = node.op.vjp(node, g, **node.attrs)
+        attrs = node.attrs
+        grads = node.op.vjp(node, g, **attrs) if attrs else node.op.vjp(node, g)
         edges = node.edges
         if type(grads) is not tuple or len(grads) != len(edges) or anomaly.enabled:
             grads = _check_grads(node, grads)

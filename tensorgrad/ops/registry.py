@@ -15,10 +15,12 @@ scalars, when registered with save_inputs=True), `ctx.out` (the output, save_out
 
 from .. import backend_api
 from ..autograd import graph
-from ..autograd.graph import Node
+from ..autograd.graph import Node, _mode
 from ..devices import as_device
 from ..errors import DeviceError
 from ..tensor import Tensor
+
+_wrap = Tensor._wrap
 
 OPS = {}  # name -> OpDef, every registered op
 _NO_ATTRS = {}
@@ -90,25 +92,35 @@ def _is_cpu_scalar_of(inputs, cpu):
 
 def apply(op, inputs, attrs=_NO_ATTRS):
     """Run `op` on `inputs` (tensors and Python scalars) and record it for autograd."""
-    # One and two operands, the ops on every hot path, are unrolled: the general loop's list
-    # building cost as much as a small op's NumPy call.
+    # One and two operands, the ops on every hot path, are unrolled and call the forward
+    # with plain positional arguments: the general loop's list building, and a star-call,
+    # each cost as much as a small op's NumPy call.
     n = len(inputs)
     x = inputs[0] if n else None
-    if n == 1 and isinstance(x, Tensor):
-        dev = x._device
-        arrays = (x._array,)
-        requires = x._rg
-    elif n == 2 and isinstance(x, Tensor):
+    if n == 2 and isinstance(x, Tensor):
         dev = x._device
         y = inputs[1]
         if isinstance(y, Tensor):
             if y._device is not dev:
                 return _apply_mixed(op, inputs, attrs)
-            arrays = (x._array, y._array)
+            b = y._array
             requires = x._rg or y._rg
         else:
-            arrays = (x._array, y)
+            b = y
             requires = x._rg
+        backend = dev._backend or _backend_for(dev)
+        if backend.needs_device_context:
+            return _apply_in_context(op, inputs, attrs, dev, backend, (x._array, b), requires)
+        fwd = backend.overrides.get(op.name, op.forward) if backend.overrides else op.forward
+        result = fwd(backend.xp, x._array, b, **attrs) if attrs else fwd(backend.xp, x._array, b)
+    elif n == 1 and isinstance(x, Tensor):
+        dev = x._device
+        requires = x._rg
+        backend = dev._backend or _backend_for(dev)
+        if backend.needs_device_context:
+            return _apply_in_context(op, inputs, attrs, dev, backend, (x._array,), requires)
+        fwd = backend.overrides.get(op.name, op.forward) if backend.overrides else op.forward
+        result = fwd(backend.xp, x._array, **attrs) if attrs else fwd(backend.xp, x._array)
     else:
         dev = None
         arrays = []
@@ -124,84 +136,93 @@ def apply(op, inputs, attrs=_NO_ATTRS):
                     requires = True
             else:
                 arrays.append(x)
-    backend = dev._backend or _backend_for(dev)
+        backend = dev._backend or _backend_for(dev)
+        return _apply_in_context(op, inputs, attrs, dev, backend, arrays, requires)
+    if op.has_res or op.view:
+        return _finish(op, inputs, attrs, dev, backend, result, requires)
+    if requires and op.vjp is not None and _mode.enabled:
+        return _record(op, inputs, attrs, result, None, dev, None)
+    return _wrap(result, dev)
+
+
+def _apply_in_context(op, inputs, attrs, dev, backend, arrays, requires):
+    # The general path: any number of operands, and backends that run in a device context.
     fwd = backend.overrides.get(op.name, op.forward) if backend.overrides else op.forward
     if backend.needs_device_context:
         with backend.device_context(dev.index):
             result = fwd(backend.xp, *arrays, **attrs)
     else:
         result = fwd(backend.xp, *arrays, **attrs)
+    return _finish(op, inputs, attrs, dev, backend, result, requires)
+
+
+def _finish(op, inputs, attrs, dev, backend, result, requires):
+    """Split off the residuals, share the version counter of a view, record."""
     res = None
     if op.has_res:
         result, res = result
     vc = None
-    if op.view and backend.xp.may_share_memory(result, arrays[0]):
+    if op.view and backend.xp.may_share_memory(result, inputs[0]._array):
         vc = inputs[0]._vc  # a view shares its base's version counter
-    if requires and op.vjp is not None and graph._mode.enabled:
+    if requires and op.vjp is not None and _mode.enabled:
         return _record(op, inputs, attrs, result, res, dev, vc)
-    return Tensor._wrap(result, dev, False, None, vc)
+    return _wrap(result, dev, False, None, vc)
 
 
 def edges_and_meta(inputs):
     """Per input: its graph edge (its node, itself as a leaf, or None) and its metadata."""
-    edges, in_meta, _ = _edges(inputs)
-    return edges, in_meta
-
-
-def _edges(inputs):
-    # One pass builds all three lists: a generator per call (tuple(e is not None ...)) cost
-    # as much as the rest of the recording.
-    edges = []
-    in_meta = []
-    needs = []
-    for x in inputs:
-        if isinstance(x, Tensor) and x._rg:
-            node = x._node
-            edges.append(x if node is None else node)
-            a = x._array
-            in_meta.append((a.shape, a.dtype, x._device))
-            needs.append(True)
-        else:
-            edges.append(None)
-            in_meta.append(None)
-            needs.append(False)
-    return edges, in_meta, needs
+    pairs = [_edge(x) for x in inputs]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _record(op, inputs, attrs, result, res, dev, vc):
-    # One pass builds edges, metadata and (for ops that save their inputs) the versions the
-    # engine checks before reading them: separate passes cost as much as the rest.
-    edges, in_meta, needs = [], [], []
-    versions = [] if op.save_inputs else None
-    for x in inputs:
-        if isinstance(x, Tensor):
-            if versions is not None:
-                versions.append((x._vc, x._vc[0]))
-            if x._rg:
-                node = x._node
-                edges.append(x if node is None else node)
-                a = x._array
-                in_meta.append((a.shape, a.dtype, x._device))
-                needs.append(True)
-                continue
-        elif versions is not None:
-            versions.append((None, 0))
-        edges.append(None)
-        in_meta.append(None)
-        needs.append(False)
-    node = Node(op, edges, in_meta, tuple(needs), attrs)
-    out = Tensor._wrap(result, dev, True, node, vc)
+    # Per input: its edge (its node, itself as a leaf, or None), its metadata, whether it
+    # needs a gradient and, for ops that save their inputs, the version the engine checks
+    # before reading it. Built as tuples in one pass: separate passes, or lists, cost as much
+    # as the rest of the recording.
+    if len(inputs) == 2:  # inlined: a call per input cost more than the rest
+        x, y = inputs
+        if isinstance(x, Tensor) and x._rg:
+            a = x._array
+            e0, m0, n0 = x if x._node is None else x._node, (a.shape, a.dtype, x._device), True
+        else:
+            e0 = m0 = None
+            n0 = False
+        if isinstance(y, Tensor) and y._rg:
+            a = y._array
+            e1, m1, n1 = y if y._node is None else y._node, (a.shape, a.dtype, y._device), True
+        else:
+            e1 = m1 = None
+            n1 = False
+        edges, in_meta, needs = (e0, e1), (m0, m1), (n0, n1)
+    elif len(inputs) == 1:
+        edges, in_meta, needs = _edge(inputs[0])
+        edges, in_meta, needs = (edges,), (in_meta,), (needs,)
+    else:
+        edges, in_meta, needs = zip(*[_edge(x) for x in inputs])
+    node = Node(op, edges, in_meta, needs, attrs)
+    out = _wrap(result, dev, True, node, vc)
     node.out_meta = (result.shape, result.dtype, dev)
-    if versions is not None:
+    if op.save_inputs:
         node.inputs = inputs
-        node.versions = versions
+        node.versions = [(x._vc, x._vc[0]) if isinstance(x, Tensor) else (None, 0)
+                         for x in inputs]
     if op.save_out:
         node.out_array = result
         node.out_version = (out._vc, out._vc[0])
-    node.res = res
+    if res is not None:
+        node.res = res
     if graph._anomaly.enabled:
         graph._anomaly.on_forward(node, inputs, out)
     return out
+
+
+def _edge(x):
+    if isinstance(x, Tensor) and x._rg:
+        a = x._array
+        node = x._node
+        return (x if node is None else node), (a.shape, a.dtype, x._device), True
+    return None, None, False
 
 
 def _apply_mixed(op, inputs, attrs):
