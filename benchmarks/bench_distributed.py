@@ -16,10 +16,15 @@ threadpoolctl enforces it). Rank 0 writes one JSON object with:
   interleaved rounds with the parameters of the ring model `scaling.py` prints
   (with N > 1; `chunk` = bytes / N, what one ring step sends):
   `link`, a `Sendrecv` of one chunk to the right neighbour (from the left one) whose send
-  buffer was just rewritten, as the ring's are; `reduce_mpi`, the MPI library's own SUM of two
-  chunks (`Op.Reduce_local`: the reduction its allreduce runs), and `reduce`, NumPy's add;
-  `fresh`, the `link` transfer into newly mapped memory (mmap, receive, munmap: what a buffer
-  malloc'd per call costs); `faults`, each one's minor page faults per call (slowest rank).
+  buffer was just rewritten, as the ring's are; `reduce_ring`, the MPI library's own SUM
+  (`Op.Reduce_local`: the reduction its allreduce runs) of a received chunk into this rank's
+  copy of it, timed inside the ring's reduce-scatter step (send the chunk reduced the step
+  before, receive the next): that copy was sent the step before, so the neighbour's core
+  has read its cache lines and this core must win them back to write them;
+  `reduce_mpi`, the same SUM of two cache-warm chunks, and `reduce`, NumPy's add, for
+  comparison; `fresh`, the `link` transfer into newly mapped memory (mmap, receive, munmap:
+  what a buffer malloc'd per call costs); `faults`, each one's minor page faults per call
+  (slowest rank).
   `alpha` (top level) is a `Sendrecv` of 4 bytes: the per-step latency.
 
 Timings are medians over rounds; each round starts after a barrier and reports the slowest
@@ -67,7 +72,8 @@ def timed(comm, fn, calls=1):
 
 def timed_inner(comm, fn, calls=1):
     """Like `timed` for an `fn` that returns the seconds of the part of it that counts (a
-    transfer, without the rewrite of its send buffer that precedes it)."""
+    transfer without the rewrite of its send buffer before it, a reduction without the
+    transfer that leaves its operands as the ring does)."""
     comm.Barrier()
     return slowest(comm, sum(fn() for _ in range(calls)) / calls)
 
@@ -138,7 +144,10 @@ def allreduce_impls(comm, nbytes):
         return impls
     chunk = n // world  # what one ring step sends: the model's unit
     right, left = (rank + 1) % world, (rank - 1) % world
-    send, recv, other = (np.zeros(chunk, dtype=np.float32) for _ in range(3))
+    send, recv = (np.zeros(chunk, dtype=np.float32) for _ in range(2))
+    # Written, not np.zeros: pages never written all map the kernel's one zero page, which
+    # stays in cache, so a warm SUM reading it got one operand free (2.4x faster at 4 MB).
+    other = np.full(chunk, 0.0, dtype=np.float32)
 
     def link():
         # Rewritten first: a ring step sends what was just reduced or received, so the
@@ -161,9 +170,27 @@ def allreduce_impls(comm, nbytes):
             del target  # the mapping cannot close while an array views it
         return time.perf_counter() - t0
 
-    # gamma is the reduction as the MPI library runs it inside its allreduce (its own SUM
-    # kernel, Op.Reduce_local), beside NumPy's add of the same chunks for comparison.
-    impls.update(link=(link, True), reduce=(lambda: np.add(recv, other, out=recv), False),
+    ring, arrived = [np.zeros(chunk, dtype=np.float32) for _ in range(2)], np.zeros_like(send)
+
+    def reduce_ring():
+        # gamma: the library's own SUM kernel (Op.Reduce_local, what its allreduce runs) on
+        # the operands a ring step leaves. Each step sends the chunk reduced the step before
+        # and reduces the one it receives into this rank's copy, which (repeated calls on one
+        # buffer) the neighbour read since this rank last wrote it: its lines sit in the
+        # other core's cache and each store first waits to own it. At 1 MB on 2 ranks: 57-70
+        # us, as the reduction in Open MPI's allreduce redone step by step took (58 us); the
+        # same SUM on cache-warm chunks 14 us, and 14 us with only the received one fresh.
+        done, target = ring
+        comm.Sendrecv(done, right, recvbuf=arrived, source=left)
+        t0 = time.perf_counter()
+        MPI.SUM.Reduce_local(arrived, target)
+        seconds = time.perf_counter() - t0
+        ring.reverse()  # next step sends what was just reduced, reduces into what was sent
+        return seconds
+
+    # Beside it, for comparison: the same SUM of cache-warm chunks, and NumPy's add.
+    impls.update(link=(link, True), reduce_ring=(reduce_ring, True),
+                 reduce=(lambda: np.add(recv, other, out=recv), False),
                  reduce_mpi=(lambda: MPI.SUM.Reduce_local(other, recv), False))
     if hasattr(mmap, "MAP_ANONYMOUS"):  # POSIX (Python >= 3.10 names it on macOS too)
         impls["fresh"] = (fresh, True)
@@ -246,10 +273,10 @@ def test_scaling_report_quick(tmp_path):
     lines = proc.stdout.splitlines()
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("ring model")):]
     rows = [line.split() for line in table if line.split()[:2] == ["2", "1"]]
-    assert len(rows) == 1 and len(rows[0]) == 15, table  # 2 keys, 4 values, verdict, 7, verdict
-    assert rows[0][5] in ("yes", "NO") and rows[0][14] in ("yes", "NO")
+    assert len(rows) == 1 and len(rows[0]) == 16, table  # 2 keys, 4 values, verdict, 8, verdict
+    assert rows[0][5] in ("yes", "NO") and rows[0][15] in ("yes", "NO")
     row = json.loads(out.read_text())["2"]["allreduce"][0]
-    assert {"link", "reduce", "reduce_mpi", "fresh", "faults"} <= row.keys()
+    assert {"link", "reduce", "reduce_mpi", "reduce_ring", "fresh", "faults"} <= row.keys()
     assert {"mpi4py", "fresh"} <= row["faults"].keys()
 
 

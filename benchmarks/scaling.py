@@ -17,9 +17,14 @@ Launches `mpiexec -n N python benchmarks/bench_distributed.py` for each N and pr
       t = 2(N-1)/N * bytes / B_link + (N-1)/N * bytes * gamma + 2(N-1) * alpha
 
   with B_link a Sendrecv of one chunk (its latency taken out), gamma the seconds per byte of
-  the MPI library's own SUM of two chunks (`Op.Reduce_local`, what its allreduce runs; Open
-  MPI's is several times slower than NumPy's add on cache-resident chunks), alpha a 4-byte
-  Sendrecv, all measured in the same run. At 2
+  the MPI library's own SUM (`Op.Reduce_local`, what its allreduce runs) of a received chunk
+  into the rank's copy, timed inside a ring step, and alpha a 4-byte Sendrecv, all measured
+  in the same run. The rank's copy was read by the neighbour since this rank last wrote it,
+  so each store waits to win its cache line back from the other core: at 1 MB, where the
+  chunks fit in a core's L2, that is 5x the same SUM on cache-warm chunks, and as slow as
+  the reduction in Open MPI's allreduce redone step by step; at 4-100 MB, where both stream
+  from L3, within 20 % of it. alpha cancels out of the total (B_link has it taken out): the
+  model adds up 2(N-1) Sendrecvs of a chunk and N-1 reductions. At 2
   ranks Open MPI 5's blocking Allreduce runs Rabenseifner's algorithm for 1-100 MB (seen in
   gdb), not the ring, but its two steps send and reduce the same chunks. The table also
   prints the minor page faults per `Allreduce` and their cost (faults times the cost of
@@ -36,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from math import nan
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -99,9 +105,9 @@ def ring_model(n, row, alpha):
     chunk = row["bytes"] / n
     steps = n - 1
     link = chunk / max(row["link"] - alpha, 1e-12)  # B_link, bytes/s each way
-    # Seconds per byte of the reduced chunk, as the library reduces (runs saved before
-    # reduce_mpi was measured have NumPy's add only).
-    gamma = row.get("reduce_mpi", row["reduce"]) / chunk
+    # Seconds per byte of the reduced chunk, as the library reduces inside a ring step (runs
+    # saved before reduce_ring was measured have the warm SUM, or NumPy's add, only).
+    gamma = row.get("reduce_ring", row.get("reduce_mpi", row["reduce"])) / chunk
     terms = {"transfer": 2 * steps * chunk / link, "reduction": steps * chunk * gamma,
              "latency": 2 * steps * alpha}
     total = sum(terms.values())
@@ -125,9 +131,8 @@ def print_model(runs):
     print("  B_link, gamma, alpha measured in this run. On GPUs B_link is NCCL's bus bandwidth:")
     print("  nccl-tests print busbw = 2(N-1)/N * bytes / t, the link's speed whatever N")
     print(f"  {'N':>2}{'MB':>5}{'measured':>10}{'model':>8}{'ratio':>7}{'<=30%':>6}"
-          f"{'link GB/s':>10}{'send':>7}{'add':>6}{'np add':>7}{'alpha':>6}{'faults':>8}"
-          f"{'fault ms':>9}"
-          f"{'ratio+f':>8}{'<=30%':>6}")
+          f"{'link GB/s':>10}{'send':>7}{'add':>6}{'warm':>6}{'np add':>7}{'alpha':>6}"
+          f"{'faults':>8}{'fault ms':>9}{'ratio+f':>8}{'<=30%':>6}")
     for n in many:
         alpha = runs[n]["alpha"]
         for row in runs[n]["allreduce"]:
@@ -136,13 +141,15 @@ def print_model(runs):
             r, rf = meas / m["total"], meas / (m["total"] + m["faults"])
             print(f"  {n:>2}{row['mb']:>5}{meas * 1e3:>10.2f}{m['total'] * 1e3:>8.2f}{r:>7.2f}"
                   f"{within(r):>6}{m['link'] / 1e9:>10.2f}{m['transfer'] * 1e3:>7.2f}"
-                  f"{m['reduction'] * 1e3:>6.2f}{(n - 1) * row['reduce'] * 1e3:>7.2f}"
+                  f"{m['reduction'] * 1e3:>6.2f}{(n - 1) * row.get('reduce_mpi', nan) * 1e3:>6.2f}"
+                  f"{(n - 1) * row['reduce'] * 1e3:>7.2f}"
                   f"{m['latency'] * 1e3:>6.3f}"
                   f"{row['faults']['mpi4py']:>8.0f}{m['faults'] * 1e3:>9.2f}{rf:>8.2f}"
                   f"{within(rf):>6}")
     print("  measured: mpi4py Allreduce (ms); send, add, alpha: the model's terms (ms), add the")
-    print("  MPI library's own reduction; np add: NumPy's add of the same chunks, for comparison;")
-    print("  faults: minor page faults per call; ratio+f: measured / (model + fault ms)")
+    print("  MPI library's own reduction inside a ring step; warm: the same on cache-warm chunks,")
+    print("  np add: NumPy's add of them, for comparison; faults: minor page faults per call;")
+    print("  ratio+f: measured / (model + fault ms)")
 
 
 def main(argv=None):
