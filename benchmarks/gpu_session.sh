@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu_session.sh tests        # the suite on cuda: TENSORGRAD_DEVICE=cuda
 #   bash benchmarks/gpu_session.sh kernels      # fused-kernel parity + CUDA graphs + memory
+#   bash benchmarks/gpu_session.sh distributed  # NCCL and GPU-staged MPI on one rank
 #   bash benchmarks/gpu_session.sh bench        # report.py on cpu and cuda, quick sizes
 #   bash benchmarks/gpu_session.sh bench-full   # the full tables (longer: run it alone)
 #
@@ -41,6 +42,14 @@ kernels)
         -rs >"$OUT/tests_kernels.txt" 2>&1
     tail -25 "$OUT/tests_kernels.txt"
     ;;
+distributed)
+    # One GPU: NCCL runs one rank (it refuses two ranks on one GPU), and asking for more
+    # ranks than GPUs must say so. -rs: if the image has no mpiexec, the skip says it.
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 540 python3 -m pytest \
+        tests/distributed -q -p no:cacheprovider -W ignore -rs -k "nccl or gpu or cuda" \
+        >"$OUT/tests_distributed.txt" 2>&1
+    tail -25 "$OUT/tests_distributed.txt"
+    ;;
 bench)
     timeout 540 python3 benchmarks/report.py --device cpu,cuda --quick --out-dir "$OUT" \
         >"$OUT/report_quick.txt" 2>&1
@@ -52,7 +61,7 @@ bench-full)
     tail -40 "$OUT/report.txt"
     ;;
 *)
-    echo "unknown stage '$stage': tests, kernels, bench or bench-full" >&2
+    echo "unknown stage '$stage': tests, kernels, distributed, bench or bench-full" >&2
     exit 2
     ;;
 esac
