@@ -162,8 +162,15 @@ def _finish(op, inputs, attrs, dev, backend, result, requires):
     if op.has_res:
         result, res = result
     vc = None
-    if op.view and backend.xp.may_share_memory(result, inputs[0]._array):
-        vc = inputs[0]._vc  # a view shares its base's version counter
+    if op.view:
+        # A view shares its base's version counter. Its .base names the input (or the
+        # input's own base) in the common case, a test far cheaper than may_share_memory;
+        # an array that owns its memory (base None) is a copy.
+        a = inputs[0]._array
+        base = result.base
+        if base is not None and (base is a or base is a.base
+                                 or backend.xp.may_share_memory(result, a)):
+            vc = inputs[0]._vc
     if requires and op.vjp is not None and _mode.enabled:
         return _record(op, inputs, attrs, result, res, dev, vc)
     return _wrap(result, dev, False, None, vc)
