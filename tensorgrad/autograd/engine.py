@@ -153,7 +153,8 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
         if t._node is None:
             _add_leaf(leaf_grads, t, g)
         else:
-            pending[t._node] = _add(pending.get(t._node), g)
+            prev = pending.get(t._node)
+            pending[t._node] = g if prev is None else _add(prev, g)
     order, uses = _toposort([t._node for t in roots if t._node is not None])
     # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
     handed_out = set()
@@ -266,7 +267,7 @@ def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
         g = _call_hooks(leaf._hooks, g)
     grad = leaf.grad
     if grad is None:
-        if not create_graph:
+        if g._rg and not create_graph:  # a VJP's own results are never on the graph here
             g = g.detach()
         a = g._array
         base = a.base
