@@ -164,6 +164,32 @@ def test_writing_through_a_view_bumps_the_base_version(device):
         b.sum().backward()
 
 
+@pytest.mark.parametrize("view", [
+    lambda t: t.contiguous(),        # the very array, when it is contiguous already
+    lambda t: t.reshape(3, 1),       # a view whose .base is the input
+    lambda t: t[1:].reshape(2, 1),   # a view of a view
+    lambda t: t.expand(2, 3),        # a stride-0 view
+], ids=["contiguous", "reshape", "view-of-view", "expand"])
+def test_a_view_shares_the_version_counter_of_its_base(device, view):
+    x = _t([1.0, 2.0, 3.0], device, requires_grad=True)
+    a = x * 2.0
+    v = view(a)
+    b = (v * v).sum()  # saves v: writing through a must be seen, and the other way round
+    with tg.no_grad():
+        a.add_(1.0)
+    assert v._version == a._version == 1
+    with pytest.raises(tg.GraphError, match="in-place"):
+        b.backward()
+
+
+def test_a_copy_keeps_its_own_version_counter(device):
+    a = _t([[1.0, 2.0], [3.0, 4.0]], device) * 1.0
+    c = a.t().reshape(4)  # not contiguous: reshape copies
+    with tg.no_grad():
+        c.add_(1.0)
+    assert c._version == 1 and a._version == 0
+
+
 def test_unsaved_tensor_can_be_modified(device):
     x = _t([1.0, 2.0], device, requires_grad=True)
     a = x + 1  # add saves nothing

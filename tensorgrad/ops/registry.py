@@ -163,13 +163,14 @@ def _finish(op, inputs, attrs, dev, backend, result, requires):
         result, res = result
     vc = None
     if op.view:
-        # A view shares its base's version counter. Its .base names the input (or the
-        # input's own base) in the common case, a test far cheaper than may_share_memory;
-        # an array that owns its memory (base None) is a copy.
+        # A view shares its base's version counter: the input array itself (contiguous() of
+        # a contiguous tensor), or an array whose .base names the input or the input's own
+        # base, tests far cheaper than may_share_memory. An array that owns its memory (base
+        # None) and is not the input is a copy.
         a = inputs[0]._array
         base = result.base
-        if base is not None and (base is a or base is a.base
-                                 or backend.xp.may_share_memory(result, a)):
+        if result is a or base is not None and (base is a or base is a.base
+                                                or backend.xp.may_share_memory(result, a)):
             vc = inputs[0]._vc
     if requires and op.vjp is not None and _mode.enabled:
         return _record(op, inputs, attrs, result, res, dev, vc)
