@@ -81,6 +81,31 @@ def test_hook_returning_a_gradient_replaces_it(device):
     np.testing.assert_allclose(_np(x.grad), [20.0, 40.0, 60.0])
 
 
+@pytest.mark.parametrize("on", ["leaf", "non-leaf"])
+def test_a_tensor_a_hook_returns_is_never_adopted_as_grad(device, on):
+    # .grad is written in place by the next backward and by optimizers: it must not be the
+    # storage of a tensor the hook's owner holds.
+    x = _leaf(device)
+    held = tg.ones(3, dtype=x.dtype, device=device)
+    h = x if on == "leaf" else x + 0.0
+    h.register_hook(lambda g: held)
+    for _ in range(2):
+        h.sum().backward()
+    np.testing.assert_allclose(_np(held), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(_np(x.grad), [2.0, 2.0, 2.0])
+
+
+def test_a_hook_returning_another_shape_or_dtype_is_named(device):
+    x = _leaf(device)
+    x.register_hook(lambda g: g.float())
+    with pytest.raises(DTypeError, match="hook.*float64.*float32"):
+        (x * x).sum().backward()
+    y = _leaf(device)
+    y.register_hook(lambda g: g[:2])
+    with pytest.raises(ShapeError, match=r"hook.*\(3,\).*\(2,\)"):
+        (y * y).sum().backward()
+
+
 def test_hook_on_non_leaf(device):
     x = _leaf(device)
     h = x * 2.0

@@ -92,18 +92,40 @@ def _grad_mismatch(node, i, g, meta):
     g._device = device  # equal but not the canonical object: adopt the canonical one
 
 
-def _call_hooks(hooks, g):
+def _call_hooks(hooks, g, handed_out):
     for fn in list(hooks.values()):
         new = fn(g)
         if new is not None:
+            _check_hook_result(fn, g, new)
+            # The hook's owner may hold what it returned: never adopt it as a .grad, which
+            # optimizers and later backward passes write in place.
+            handed_out.add(id(new._array))
             g = new
     return g
+
+
+def _check_hook_result(fn, g, new):
+    """A hook may replace a gradient, with one of the same shape, dtype and device."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if not isinstance(new, Tensor):
+        raise TypeError(f"hook {name!r} returned a {type(new).__name__}; a tensor hook returns "
+                        "None or a Tensor (the new gradient)")
+    a, b = g._array, new._array
+    if a.shape != b.shape:
+        raise ShapeError(f"hook {name!r} changed the gradient's shape from {tuple(a.shape)} "
+                         f"to {tuple(b.shape)}\n  hint: return a gradient shaped like the tensor")
+    if a.dtype != b.dtype:
+        raise DTypeError(f"hook {name!r} changed the gradient's dtype from {a.dtype} to "
+                         f"{b.dtype}\n  hint: cast what the hook returns, e.g. new.to(g.dtype)")
+    if new._device != g._device:
+        raise DeviceError(f"hook {name!r} moved the gradient from {g._device} to "
+                          f"{new._device}\n  hint: return a gradient on {g._device}")
 
 
 def _output_hooks(node, g, create_graph, handed_out):
     """The hooks of a non-leaf tensor, then its retained .grad; returns the gradient."""
     if node.pre_hooks:
-        g = _call_hooks(node.pre_hooks, g)
+        g = _call_hooks(node.pre_hooks, g, handed_out)
     if node.retain_ref is not None:
         t = node.retain_ref()
         if t is not None:
@@ -264,7 +286,7 @@ def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
     """Run the leaf's hooks on its whole gradient `g`, then add it to `leaf.grad`
     (`in_flight`: mid-backward, while other gradients still flow through the graph)."""
     if leaf._hooks:
-        g = _call_hooks(leaf._hooks, g)
+        g = _call_hooks(leaf._hooks, g, handed_out)
     grad = leaf.grad
     if grad is None:
         if g._rg and not create_graph:  # a VJP's own results are never on the graph here
