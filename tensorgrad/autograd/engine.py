@@ -19,7 +19,7 @@ from .graph import Node
 
 def _toposort(roots):
     """Nodes reachable from `roots`, each after all the nodes that consume it, and, for each
-    leaf with hooks, how many edges reach it (id(leaf) -> count): its gradient is complete,
+    leaf with hooks, how many edges reach it (leaf -> count): its gradient is complete,
     and its hooks can run, when that many contributions have arrived."""
     order, seen, uses = [], set(), {}
     for root in roots:
@@ -36,8 +36,7 @@ def _toposort(roots):
                         stack.append((e, iter(e.edges)))
                         break
                 elif e is not None and e._hooks:
-                    k = id(e)
-                    uses[k] = uses.get(k, 0) + 1
+                    uses[e] = uses.get(e, 0) + 1
             else:
                 stack.pop()
                 order.append(node)
@@ -170,10 +169,12 @@ def run_backward(roots, root_grads, retain_graph, create_graph, targets=None):
 
 def _run(roots, root_grads, retain_graph, create_graph, targets):
     pending = {}      # node -> gradient of its output so far
-    leaf_grads = {}   # id(leaf) -> [leaf, summed gradient], leaves still collecting
+    # Leaves are keys by identity (Tensor's hash is object's), never compared with ==.
+    leaf_grads = {}   # leaf -> its summed gradient so far, leaves still collecting
     for t, g in zip(roots, root_grads):
         if t._node is None:
-            _add_leaf(leaf_grads, t, g)
+            prev = leaf_grads.get(t)
+            leaf_grads[t] = g if prev is None else _add(prev, g)
         else:
             prev = pending.get(t._node)
             pending[t._node] = g if prev is None else _add(prev, g)
@@ -230,22 +231,18 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
                 prev = pending.get(e)
                 pending[e] = ge if prev is None else _add(prev, ge)
                 continue
-            k = id(e)
-            entry = leaf_grads.get(k)
-            if entry is None:
-                entry = leaf_grads[k] = [e, ge]
-            else:
-                entry[1] = _add(entry[1], ge)
-            if early and k in uses:
-                if entry[1] is ge and _in_flight(ge, g, grads):
+            prev = leaf_grads.get(e)
+            total = leaf_grads[e] = ge if prev is None else _add(prev, ge)
+            if early and e in uses:
+                if total is ge and _in_flight(ge, g, grads):
                     handed_out.add(id(ge._array))  # not to be adopted: copy it
-                left = uses[k] = uses[k] - 1
+                left = uses[e] = uses[e] - 1
                 if left == 0:
-                    del leaf_grads[k]
-                    _accumulate(e, entry[1], create_graph, handed_out, in_flight=True)
+                    del leaf_grads[e]
+                    _accumulate(e, total, create_graph, handed_out, in_flight=True)
     if targets is not None:
         return [_target_grad(t, leaf_grads, captured) for t in targets]
-    for leaf, g in leaf_grads.values():  # leaves behind a branch that got no gradient
+    for leaf, g in leaf_grads.items():  # leaves behind a branch that got no gradient
         _accumulate(leaf, g, create_graph, handed_out)
     return None
 
@@ -267,19 +264,8 @@ def _in_flight(ge, g, grads):
     return ge is g
 
 
-def _add_leaf(leaf_grads, leaf, g):
-    entry = leaf_grads.get(id(leaf))
-    if entry is None:
-        leaf_grads[id(leaf)] = [leaf, g]
-    else:
-        entry[1] = _add(entry[1], g)
-
-
 def _target_grad(t, leaf_grads, captured):
-    if t._node is None:
-        entry = leaf_grads.get(id(t))
-        return None if entry is None else entry[1]
-    return captured.get(t._node)
+    return leaf_grads.get(t) if t._node is None else captured.get(t._node)
 
 
 def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
