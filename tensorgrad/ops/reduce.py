@@ -25,12 +25,16 @@ from .shape import BROADCAST_TO
 def _dims(input, dim, axis, keepdim, keepdims, op):
     """(sorted axes, keepdim) from PyTorch's or NumPy's keywords; a 0-d input reduces nothing."""
     if dim is None and axis is None and keepdims is None and isinstance(input, Tensor):
-        return tuple(range(input._array.ndim)), bool(keepdim)  # the common full reduction
+        n = input._array.ndim  # the common full reduction
+        return (_ALL_DIMS[n] if n < len(_ALL_DIMS) else tuple(range(n))), bool(keepdim)
     need_tensor(input, op)
     dim = alias(dim, axis, "dim", "axis", op)
     keepdim = bool(alias(keepdim, keepdims, "keepdim", "keepdims", op, default=False))
     dims = _checked(norm_dims, dim, input, op)
     return (() if input.ndim == 0 else dims), keepdim
+
+
+_ALL_DIMS = tuple(tuple(range(n)) for n in range(9))  # made once, not per full reduction
 
 
 def _one_dim(input, dim, axis, op):
@@ -63,6 +67,8 @@ def _accumulating(input, dtype):
     """The input cast for sum/prod/cumsum: `dtype` if given, else integers widen to int64."""
     if dtype is not None:
         return input.to(dtype)
+    if input._array.dtype.kind == "f":
+        return input  # floating inputs sum in their own dtype: no dtype lookup needed
     if input.dtype.category != _FLOAT and input.dtype.name != "int64":
         return input.to(int64)
     return input
