@@ -1,7 +1,8 @@
 """Every collective of tg.distributed, run by `mpiexec -n 2` on workers/collectives.py, against
 the same reduction done here with NumPy on the same per-rank inputs.
 
-The GPU variants (MPI with staged copies, NCCL) skip with the reason where CUDA is unusable.
+The GPU variants (MPI with staged copies, NCCL) skip with the reason where CUDA is unusable;
+the staged path also runs on the CPU, with the test suite's second backend ("alt").
 """
 
 import importlib.util
@@ -87,6 +88,14 @@ def test_collectives_mpi_cpu(mpirun, tmp_path):
     results = _launch(mpirun, tmp_path, "mpi", "cpu", n=2)
     _check(results, "mpi")
     _check_sampler(results)
+
+
+def test_collectives_mpi_staged_through_host_buffers(mpirun, tmp_path):
+    # The "alt" test backend copies on to_numpy, as a GPU does: every collective goes through a
+    # host copy and back, the path GPU tensors take with backend="mpi", here without a GPU.
+    results = _launch(mpirun, tmp_path, "mpi", "alt", n=2)
+    _check(results, "mpi")
+    assert all(res["alt_contexts_entered"] > 0 for res in results)
 
 
 def _gpus_or_skip():

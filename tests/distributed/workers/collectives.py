@@ -1,7 +1,9 @@
 """Run under `mpiexec -n N`: every collective of tg.distributed on deterministic per-rank data.
 
 Usage: python collectives.py OUT_DIR BACKEND DEVICE   (BACKEND "mpi" | "nccl", DEVICE "cpu" |
-"cuda"; with "cuda" each rank uses the GPU of its rank on the node). Each rank writes
+"cuda" | "alt"; with "cuda" each rank uses the GPU of its rank on the node; "alt" is the test
+suite's second backend, whose to_numpy copies as a GPU's does, so MPI stages through host
+buffers as it does for GPU tensors). Each rank writes
 OUT_DIR/rank<r>.json mapping case names to results (nested lists); tests/distributed/
 test_collectives.py computes the same reductions locally and compares. `rank_values` is
 imported from there too, so both sides build the same inputs.
@@ -57,6 +59,8 @@ def main(out_dir, backend, device_kind):
     _sampler(tg, res)
 
     dist.destroy_process_group()
+    if device_kind == "alt":  # staged results are written back inside the device's context
+        res["alt_contexts_entered"] = tg.backend_api.get_backend("alt").contexts_entered
     res["initialized_after_destroy"] = dist.is_initialized()
     try:
         dist.all_reduce(t())
@@ -68,6 +72,13 @@ def main(out_dir, backend, device_kind):
 def _device(kind):
     if kind == "cpu":
         return "cpu"
+    if kind == "alt":  # the test suite's second backend: its memory counts as off the host
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from alt_backend import AltBackend
+
+        from tensorgrad import backend_api
+        backend_api.register_backend(AltBackend())
+        return "alt"
     from mpi4py import MPI
     node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
     local_rank = node.Get_rank()
