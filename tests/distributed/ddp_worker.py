@@ -120,6 +120,21 @@ def run_match(kind, rank, world):
     return params_of(ddp.module), {"spread": max(spread(p) for p in ddp.parameters())}
 
 
+def run_match_alt(rank, world):
+    """The MLP scenario with model and data on the test suite's second backend ("alt"), whose
+    memory counts as off the host: DDP's buckets live there and every allreduce stages
+    through a host copy, the path GPU tensors take with backend="mpi"."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from alt_backend import AltBackend
+    tg.backend_api.register_backend(AltBackend())
+    ddp = tg.nn.parallel.DistributedDataParallel(build("mlp", seed=SEED + 100 * rank).to("alt"))
+    x, y = data("mlp")
+    train(ddp, make_opt(ddp.parameters()), x.to("alt"), y.to("alt"), STEPS, rank, world)
+    params = {n: p.detach().to("cpu") for n, p in ddp.module.named_parameters()}
+    return params, {"spread": max(spread(p) for p in ddp.parameters()),
+                    "bucket_devices": sorted({str(b.device) for b in ddp._buckets})}
+
+
 def run_no_sync(rank, world):
     ddp = wrap("mlp", rank)
     x, y = data("mlp")
@@ -235,6 +250,7 @@ def main(outdir):
     scenarios = {
         "mlp": lambda: run_match("mlp", rank, world),
         "cnn": lambda: run_match("cnn", rank, world),
+        "mlp_alt": lambda: run_match_alt(rank, world),
         "no_sync": lambda: run_no_sync(rank, world),
         "buckets": lambda: run_buckets(rank, world),
         "checkpoint": lambda: run_checkpoint(rank, world, outdir),

@@ -91,6 +91,14 @@ def test_ddp_matches_one_process_on_the_global_batch(results, kind):
     assert_close(saved(results, kind), want)
 
 
+def test_ddp_on_a_device_off_the_host_matches_one_process(results):
+    # Model, data and buckets on the "alt" test backend: each allreduce goes through a host
+    # copy and back, as GPU tensors do with backend="mpi" (the GPU itself is not needed).
+    info = results[1]["mlp_alt"]
+    assert info["spread"] == 0.0 and info["bucket_devices"] == ["alt:0"]
+    assert_close(saved(results, "mlp_alt"), single_process("mlp"))
+
+
 def test_no_sync_accumulates_locally_then_averages_the_sum(results):
     assert results[1]["no_sync"]["local_spread"] > 1e-6, "no_sync still averaged gradients"
     model = W.build("mlp")
