@@ -95,6 +95,27 @@ def test_a_tensor_a_hook_returns_is_never_adopted_as_grad(device, on):
     np.testing.assert_allclose(_np(x.grad), [2.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("keep", [lambda g: g, lambda g: g[:2]], ids=["tensor", "view"])
+def test_a_gradient_a_hook_keeps_is_not_changed_by_the_next_backward(device, keep):
+    # A logging hook keeps what it sees; the next backward adds into .grad in place, which
+    # must not write into what was kept (PyTorch clones a gradient referenced elsewhere).
+    x = _leaf(device)
+    kept = []
+    x.register_hook(lambda g: kept.append(keep(g)))
+    (x * 2.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(_np(kept[0]), np.full(_np(kept[0]).shape, 2.0))
+    np.testing.assert_allclose(_np(x.grad), [5.0, 5.0, 5.0])
+
+
+def test_a_hook_that_keeps_nothing_costs_no_copy(device):
+    x = _leaf(device)
+    seen = []
+    x.register_hook(lambda g: seen.append(id(g._array)))  # an id keeps no reference
+    (x * 2.0).sum().backward()
+    assert id(x.grad._array) == seen[0]
+
+
 def test_a_hook_returning_another_shape_or_dtype_is_named(device):
     x = _leaf(device)
     x.register_hook(lambda g: g.float())

@@ -11,6 +11,9 @@ mid-backward (DDP's allreduce overlaps the rest of the graph), the others at the
 VJPs run with grad mode off, or on under `create_graph` (so gradients are differentiable).
 """
 
+import itertools
+import sys
+
 from ..errors import DeviceError, DTypeError, GraphError, ShapeError
 from ..tensor import Tensor
 from . import graph
@@ -92,15 +95,31 @@ def _grad_mismatch(node, i, g, meta):
 
 
 def _call_hooks(hooks, g, handed_out):
+    """Run `hooks` on `g`; returns the gradient they leave. A gradient a hook kept (logging
+    hooks append it to a list) or returned is marked handed out: .grad, which the next
+    backward adds into in place, must not be the storage of a tensor the user holds."""
     for fn in list(hooks.values()):
+        before = _references(g)
         new = fn(g)
+        if _references(g) > before:
+            handed_out.add(id(g._array))
         if new is not None:
             _check_hook_result(fn, g, new)
-            # The hook's owner may hold what it returned: never adopt it as a .grad, which
-            # optimizers and later backward passes write in place.
-            handed_out.add(id(new._array))
+            handed_out.add(id(new._array))  # its owner may hold it too
             g = new
     return g
+
+
+def _references(t):
+    """References to a gradient and to its array (a kept view holds the array). Where the
+    interpreter counts none (PyPy), a rising tick: every hook counts as having kept it."""
+    if _getrefcount is None:
+        return next(_TICK)
+    return _getrefcount(t) + _getrefcount(t._array)
+
+
+_getrefcount = getattr(sys, "getrefcount", None)
+_TICK = itertools.count()
 
 
 def _check_hook_result(fn, g, new):
