@@ -227,6 +227,22 @@ def test_retain_grad(device):
     np.testing.assert_allclose(_np(x.grad), [8.0, 16.0, 24.0])
 
 
+def test_retained_grad_sums_over_backward_calls_and_owns_its_storage(device):
+    # As PyTorch: a retained .grad accumulates like a leaf's, and is a copy of its own (here
+    # the root gradient the caller passed in, which must stay untouched).
+    x = _leaf(device)
+    h = x * 2.0
+    h.retain_grad()
+    root = tg.ones(3, dtype=x.dtype, device=device)
+    h.backward(root, retain_graph=True)
+    first = h.grad
+    h.backward(root)
+    np.testing.assert_allclose(_np(h.grad), [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(_np(first), [1.0, 1.0, 1.0])   # summed out of place
+    np.testing.assert_allclose(_np(root), [1.0, 1.0, 1.0])
+    assert not np.shares_memory(h.grad.numpy(force=True), root.numpy(force=True))
+
+
 # ---- grad mode ----------------------------------------------------------------------------------
 def test_no_grad_and_enable_grad(device):
     x = _leaf(device)

@@ -146,9 +146,12 @@ def _output_hooks(node, g, create_graph, handed_out):
         g = _call_hooks(node.pre_hooks, g, handed_out)
     if node.retain_ref is not None:
         t = node.retain_ref()
-        if t is not None:
-            t.grad = g if create_graph else g.detach()
-            handed_out.add(id(g._array))
+        if t is not None:  # as PyTorch: a copy of its own, summed over backward calls
+            if not create_graph:
+                g_own = Tensor._wrap(g._array.copy(), g._device)
+                t.grad = g_own if t.grad is None else t.grad + g_own
+            else:
+                t.grad = g.clone() if t.grad is None else t.grad + g
     return g
 
 
