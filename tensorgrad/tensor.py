@@ -28,7 +28,9 @@ class Tensor:
     tensor([2., 4., 6.])
     """
 
-    __slots__ = ("_array", "_device", "_rg", "_node", "grad", "_vc", "_hooks", "__weakref__")
+    # `_base` is set only on views (the tensor whose storage they view): read with getattr.
+    __slots__ = ("_array", "_device", "_rg", "_node", "_grad", "_vc", "_hooks", "_base",
+                 "__weakref__")
     __array_priority__ = 1000  # numpy scalars defer to our reflected operators
 
     def __init__(self, data, *, dtype=None, device=None, requires_grad=False):
@@ -38,7 +40,7 @@ class Tensor:
         t = tensor(data, dtype=dtype or get_default_dtype(), device=device,
                    requires_grad=requires_grad)
         self._array, self._device, self._rg = t._array, t._device, t._rg
-        self._node, self.grad, self._vc, self._hooks = None, None, [0], None
+        self._node, self._grad, self._vc, self._hooks = None, None, [0], None
 
     @classmethod
     def _wrap(cls, array, device, requires_grad=False, node=None, vc=None):
@@ -48,7 +50,7 @@ class Tensor:
         t._device = device
         t._rg = requires_grad
         t._node = node
-        t.grad = None
+        t._grad = None
         t._vc = [0] if vc is None else vc
         t._hooks = None
         return t
@@ -110,22 +112,48 @@ class Tensor:
 
     @property
     def data(self):
-        """A tensor sharing storage, detached from the graph; assigning replaces the storage."""
-        return Tensor._wrap(self._array, self._device, False, None, self._vc)
+        """A tensor sharing storage, detached from the graph; assigning replaces the storage.
+
+        As in PyTorch, autograd does not see writes through `.data`: it has a version counter
+        of its own (`.detach()` shares this tensor's), and assigning it bumps no version.
+        """
+        return Tensor._wrap(self._array, self._device)
 
     @data.setter
     def data(self, other):
         if not isinstance(other, Tensor):
             raise TypeError(f"Tensor.data: expected a Tensor, got {type(other).__name__}")
+        if self._rg and not other.dtype.is_floating_point:
+            raise DTypeError(
+                f"Tensor.data: this tensor requires grad, so its data must be floating point, "
+                f"got {other.dtype.name}\n  hint: convert it first, e.g. x.data = new.float()")
         self._array = other._array
         self._device = other._device
-        self._vc[0] += 1
 
     @property
     def _version(self):
         return self._vc[0]
 
     # -- autograd state ---------------------------------------------------------------------
+    @property
+    def grad(self):
+        """The gradient accumulated by backward (None until then), a Tensor like this one."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, g):
+        # Only what fits may be assigned: the engine adds into .grad in place, and optimizers
+        # update this tensor with it. Hot code that sets a checked gradient writes `_grad`.
+        if g is not None and (type(g) is not Tensor or g._array.shape != self._array.shape
+                              or g._array.dtype != self._array.dtype
+                              or g._device is not self._device):
+            _check_grad(self, g)
+        self._grad = g
+
+    @grad.deleter
+    def grad(self):
+        self._grad = None
+
     @property
     def requires_grad(self):
         return self._rg
@@ -165,6 +193,10 @@ class Tensor:
 
     def retain_grad(self):
         """Keep `.grad` on this non-leaf tensor after backward."""
+        if not self._rg:
+            raise GraphError("retain_grad: can't retain_grad on Tensor that has "
+                             "requires_grad=False\n  hint: only tensors that require grad get "
+                             "a gradient; call it on a tensor computed from one that does")
         if self._node is None:
             return self  # leaves keep their grad anyway
         self._node.retain_ref = weakref.ref(self)
@@ -263,8 +295,8 @@ class Tensor:
                              "can be deep-copied\n  hint: .detach() it first")
         new = type(self)._wrap(self._array.copy(), self._device, self._rg)
         memo[id(self)] = new
-        if self.grad is not None:
-            new.grad = self.grad.__deepcopy__(memo)
+        if self._grad is not None:
+            new._grad = self._grad.__deepcopy__(memo)
         return new
 
     # -- DLPack --------------------------------------------------------------------------
@@ -318,6 +350,29 @@ class Tensor:
         if self.ndim == 0 and spec:
             return format(self.item(), spec)
         return repr(self)
+
+
+def _check_grad(t, g):
+    """Raise if `g` cannot be `t`'s gradient (the setter's slow path; equal devices pass)."""
+    if not isinstance(g, Tensor):
+        kind = type(g)
+        name = kind.__qualname__
+        if kind.__module__ != "builtins":
+            name = f"{kind.__module__}.{name}"
+        raise TypeError(f"grad: assigned grad expected to be a Tensor or None but got grad of "
+                        f"type {name}\n  hint: wrap it first, e.g. x.grad = tg.as_tensor(g)")
+    if g.shape != t.shape:
+        from .errors import ShapeError
+        raise ShapeError(f"grad: assigned grad has shape {tuple(g.shape)} but the tensor has "
+                         f"shape {tuple(t.shape)}\n  hint: assign a gradient of shape "
+                         f"{tuple(t.shape)}, or None")
+    if g.dtype is not t.dtype:
+        raise DTypeError(f"grad: assigned grad has dtype {g.dtype.name} but the tensor has "
+                         f"dtype {t.dtype.name}\n  hint: convert it first, e.g. "
+                         f"x.grad = g.to(tg.{t.dtype.name})")
+    if g.device != t.device:
+        raise DeviceError(f"grad: assigned grad is on {g.device} but the tensor is on "
+                          f"{t.device}\n  hint: move it first, e.g. x.grad = g.to('{t.device}')")
 
 
 class _HookHandle:

@@ -5,7 +5,9 @@
 (c) where a gradient is recorded they are differentiable, and `+=` keeps the object;
 (d) a tensor saved for backward and modified in place afterwards makes backward raise;
 (e) `buf[i] = v` with v requiring grad makes a fresh buffer differentiable;
-(f) an integer tensor cannot take a floating-point result in place.
+(f) an integer tensor cannot take a floating-point result in place;
+(g) where a gradient is recorded, an in-place op on a view writes through to the tensor it
+    views, and both get the right gradients (PyTorch's CopySlices).
 """
 
 import numpy as np
@@ -262,3 +264,71 @@ def test_leaf_grad_never_aliases_what_the_caller_holds(device):
     with tg.no_grad():
         a.grad += 1
     assert b.grad.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+# ---- (g) recorded in-place ops on views reach the base ---------------------------------------
+def test_inplace_on_a_slice_reaches_the_base_and_its_gradient(device):
+    x = _t([1.0, 2.0, 3.0, 4.0], device, requires_grad=True)
+    a = x * 1.0
+    a[:2].mul_(2.0)
+    assert a.tolist() == [2.0, 4.0, 3.0, 4.0]
+    (a * a).sum().backward()  # a = (2 x0, 2 x1, x2, x3): d/dx sum a^2 = (8 x0, 8 x1, 2 x2, 2 x3)
+    np.testing.assert_allclose(x.grad.numpy(force=True), [8.0, 16.0, 6.0, 8.0])
+
+
+def test_copy_into_a_slice_of_a_buffer_makes_it_differentiable(device):
+    x = _t([1.0, 2.0], device, requires_grad=True)
+    out = tg.zeros(3, dtype=tg.float64, device=device)
+    out[1:2].copy_(x[:1] * 3.0)
+    assert out.tolist() == [0.0, 3.0, 0.0] and out.requires_grad and not out.is_leaf
+    (out * tg.tensor([1.0, 2.0, 4.0], dtype=tg.float64, device=device)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(force=True), [6.0, 0.0])
+
+
+def test_inplace_on_a_transposed_view_and_a_view_of_a_view(device):
+    x = _t([[1.0, 2.0], [3.0, 4.0]], device, requires_grad=True)
+    a = x * 1.0
+    a.t().add_(10.0)
+    a.reshape(4)[1:3].mul_(3.0)
+    assert a.tolist() == [[11.0, 36.0], [39.0, 14.0]]
+    a.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(force=True), [[1.0, 3.0], [3.0, 1.0]])
+    y = _t([1.0, 2.0, 3.0], device, requires_grad=True)
+    b = y * 1.0
+    b[1:][:1].mul_(5.0)  # a view of a view writes into the first base
+    assert b.tolist() == [1.0, 10.0, 3.0]
+
+
+def test_inplace_on_a_view_of_a_leaf_that_requires_grad_raises(device):
+    x = _t([1.0, 2.0], device, requires_grad=True)
+    with pytest.raises(tg.GraphError, match="view of a leaf"):
+        x[:1].mul_(2.0)
+    assert x.tolist() == [1.0, 2.0]
+
+
+def test_writing_through_a_view_invalidates_what_saved_the_base(device):
+    x = _t([1.0, 2.0], device, requires_grad=True)
+    a = x * 1.0
+    y = a * a  # saves a
+    a[:1].mul_(2.0)
+    with pytest.raises(tg.GraphError, match="in-place"):
+        y.sum().backward()
+
+
+def test_inplace_on_a_view_of_a_non_contiguous_tensor_says_what_to_do(device):
+    x = _t([[1.0, 2.0], [3.0, 4.0]], device, requires_grad=True)
+    a = x.t() * 1.0  # elementwise ops keep a transposed (F-ordered) layout
+    if a.numpy(force=True).flags.c_contiguous:
+        pytest.skip("this backend returns C-ordered results")
+    with pytest.raises(tg.GraphError, match=r"(?s)non-contiguous.*base.contiguous\(\)"):
+        a[0].mul_(2.0)
+
+
+def test_retained_grad_follows_the_tensor_through_an_inplace_op(device):
+    x = _t([1.0, 2.0], device, requires_grad=True)
+    h = x * 2.0
+    h.retain_grad()
+    h.mul_(2.0)
+    assert h.retains_grad
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad.numpy(force=True), [8.0, 16.0])

@@ -6,7 +6,12 @@ Following PyTorch (shared/DESIGN.md section 4):
 - where a gradient is recorded, the new value is computed out of place and the tensor object
   is rebased onto it (it becomes a non-leaf whose node is that op); the old storage's version
   is bumped too, so a node that saved the old value refuses to use it;
-- on a leaf that requires grad, in grad mode, they raise GraphError.
+- where a gradient is recorded and the tensor is a view (`a[:2].mul_(2)`, `buf[1:].copy_(y)`),
+  the tensor it views is rebased too, onto itself with the view's elements replaced, so it
+  sees the write and both get their gradients, as with PyTorch's CopySlices. Other views
+  taken earlier keep the old storage (as for any rebased tensor), and a base whose storage is
+  not C-contiguous is refused with a hint;
+- on a leaf that requires grad, or a view of one, in grad mode, they raise GraphError.
 """
 
 from ..autograd import graph
@@ -30,21 +35,106 @@ def _inplace(self, name, compute, others=()):
                 f"{name}: a leaf tensor that requires grad is being used in an in-place "
                 "operation\n  hint: wrap parameter updates in `with tg.no_grad():`, or use the "
                 "out-of-place op (x = x + y)")
-        # The object stops holding its old value: nodes that saved it must refuse to use it.
-        self._vc[0] += 1
-        old = Tensor._wrap(self._array, self._device, self._rg, self._node, self._vc)
-        result = compute(old)
-        _check_cast(name, result, self)
-        if result.dtype is not self.dtype:
-            result = shape.to_dtype(result, self.dtype)
-        self._array, self._node, self._rg, self._vc = (
-            result._array, result._node, result._rg, result._vc)
+        base = _base_of(self)
+        if base is not None:
+            return _through_view(self, base, name, compute)
+        _rebase(self, _computed(self, name, compute))
         return self
     with graph.no_grad():
         result = compute(self)
     _check_cast(name, result, self)
     _write(self, result._array)
     return self
+
+
+def _computed(self, name, compute):
+    """`compute` of self's current value, in self's dtype; self's old value is marked stale
+    (its version bumped: nodes that saved it must refuse to use it)."""
+    self._vc[0] += 1
+    old = Tensor._wrap(self._array, self._device, self._rg, self._node, self._vc)
+    result = compute(old)
+    _check_cast(name, result, self)
+    return result if result.dtype is self.dtype else shape.to_dtype(result, self.dtype)
+
+
+def _rebase(self, result, vc=None):
+    """Make the tensor object `self` hold `result` (its array and node); a retained .grad
+    follows the object, as in PyTorch."""
+    node = self._node
+    self._array, self._node, self._rg = result._array, result._node, result._rg
+    self._vc = result._vc if vc is None else vc
+    if node is not None and node.retain_ref is not None and node.retain_ref() is self:
+        self._node.retain_ref, node.retain_ref = node.retain_ref, None
+
+
+# ---- in-place through a view, while recording: the base sees it, as in PyTorch ----------------
+def _base_of(view):
+    """The tensor whose storage `view` (made by a view op) still lies in, or None. A base
+    rebased since (recorded in-place ops move it to new storage) no longer counts; nor does a
+    read-only expanded view, which stays out of place (DESIGN section 4)."""
+    base = getattr(view, "_base", None)
+    if base is None or not view._array.flags.writeable:
+        return None
+    xp = _backend_for(base._device).xp
+    return base if xp.may_share_memory(view._array, base._array) else None
+
+
+def _through_view(view, base, name, compute):
+    """`view` <- compute(view), written into its base: the base becomes `base` with the view's
+    elements replaced (index_put, so both get their gradients), and the view a view of that.
+    PyTorch does the same with its CopySlices node."""
+    if base._node is None and base._rg:
+        raise GraphError(
+            f"{name}: a view of a leaf tensor that requires grad is being used in an in-place "
+            "operation\n  hint: wrap parameter updates in `with tg.no_grad():`, or clone the "
+            "leaf first (y = x.clone(); y[:2].mul_(2))")
+    xp = _backend_for(base._device).xp
+    where = _positions(xp, view._array, base._array)
+    if where is None:
+        raise GraphError(
+            f"{name}: an in-place op on a view of a non-contiguous tensor of shape "
+            f"{tuple(base.shape)} while recording a gradient is not supported\n  hint: make "
+            "the base contiguous first (base = base.contiguous()), or write through it with "
+            "indexing (base[idx] = value)")
+    from .indexing import getitem, index_put
+    new_view = _computed(view, name, compute)
+    index = Tensor._wrap(where, base._device)
+    flat = index_put(shape.reshape(base, (-1,)), (index,), new_view)
+    _rebase(base, shape.reshape(flat, base.shape))
+    # The view's graph is the gather of its elements from the new base; its array is the same
+    # elements as a view of the new storage, so later writes through either are seen by both.
+    gathered = getitem(flat, index)
+    _rebase(view, gathered, vc=base._vc)
+    view._array = _strided_like(xp, view._array, base._array, where)
+    return view
+
+
+def _positions(xp, view_array, base_array):
+    """The flat indices into a C-contiguous base of a view's elements (the view's shape), or
+    None when the base is not C-contiguous."""
+    if not base_array.flags.c_contiguous:
+        return None
+    item = base_array.itemsize
+    offset = (_address(view_array) - _address(base_array)) // item
+    flat = xp.arange(base_array.size, dtype=xp.int64)
+    return xp.lib.stride_tricks.as_strided(
+        flat[offset:], view_array.shape, [s // item * flat.itemsize for s in view_array.strides]
+    ).copy()
+
+
+def _strided_like(xp, view_array, new_base, where):
+    """A view of `new_base` (C-contiguous, the old base's shape) with `view_array`'s layout."""
+    item = new_base.itemsize
+    flat = new_base.reshape(-1)
+    offset = int(where.reshape(-1)[0]) if where.size else 0
+    return xp.lib.stride_tricks.as_strided(
+        flat[offset:], view_array.shape, [s // view_array.itemsize * item
+                                          for s in view_array.strides])
+
+
+def _address(array):
+    face = getattr(array, "__array_interface__", None) or array.__cuda_array_interface__
+    return face["data"][0]
 
 
 def _check_cast(name, result, self):

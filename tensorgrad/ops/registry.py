@@ -173,8 +173,13 @@ def _finish(op, inputs, attrs, dev, backend, result, requires):
                                                 or backend.xp.may_share_memory(result, a)):
             vc = inputs[0]._vc
     if requires and op.vjp is not None and _mode.enabled:
-        return _record(op, inputs, attrs, result, res, dev, vc)
-    return _wrap(result, dev, False, None, vc)
+        out = _record(op, inputs, attrs, result, res, dev, vc)
+    else:
+        out = _wrap(result, dev, False, None, vc)
+    if vc is not None:  # a view: in-place ops on it write through to the tensor it views
+        base = getattr(inputs[0], "_base", None)
+        out._base = inputs[0] if base is None else base
+    return out
 
 
 def edges_and_meta(inputs):
