@@ -8,6 +8,11 @@ gradient against its input's shape, dtype and device, and frees the node's resid
 a leaf used twice fires once, with the sum; a leaf with hooks is finished right then,
 mid-backward (DDP's allreduce overlaps the rest of the graph), the others at the end.
 
+With `targets` (autograd.grad, backward(inputs=...)) hooks run as PyTorch runs them: a leaf
+target's on its summed gradient at the end, a non-leaf's when its node is reached, and what
+they leave is the target's gradient (but a non-leaf target that leads on to another target
+gives the gradient that reached it); hooks of tensors that lead to no target never run.
+
 VJPs run with grad mode off, or on under `create_graph` (so gradients are differentiable).
 """
 
@@ -140,9 +145,15 @@ def _check_hook_result(fn, g, new):
                           f"{new._device}\n  hint: return a gradient on {g._device}")
 
 
-def _output_hooks(node, g, create_graph, handed_out):
-    """The hooks of a non-leaf tensor, then its retained .grad; returns the gradient."""
+def _output_hooks(node, g, create_graph, handed_out, held):
+    """The hooks of a non-leaf tensor, then its retained .grad; returns the gradient.
+
+    A VJP may hand one gradient to several inputs (add's does): a hook that edits its
+    gradient in place must then edit a copy, not what the other inputs still get. `held`:
+    the dicts of gradients still in flight; searched only when the tensor has hooks."""
     if node.pre_hooks:
+        if _shares_held(g, held):
+            g = g.clone() if create_graph else Tensor._wrap(g._array.copy(), g._device)
         g = _call_hooks(node.pre_hooks, g, handed_out)
     if node.retain_ref is not None:
         t = node.retain_ref()
@@ -153,6 +164,25 @@ def _output_hooks(node, g, create_graph, handed_out):
             else:
                 t.grad = g.clone() if t.grad is None else t.grad + g
     return g
+
+
+def _shares_held(g, held):
+    """Whether `g`'s array is, or shares a base with, the array of a gradient in `held`
+    (dicts of gradients, or of Functions' gradient bundles)."""
+    root = _root_array(g._array)
+    for d in held:
+        for x in d.values():
+            for t in (x,) if type(x) is Tensor else getattr(x, "grads", None) or ():
+                if t is not None and _root_array(t._array) is root:
+                    return True
+    return False
+
+
+def _root_array(a):
+    b = a.base
+    while b is not None:  # a NumPy base may be a bytes object: it has no .base
+        a, b = b, getattr(b, "base", None)
+    return a
 
 
 def _add(a, b):
@@ -175,21 +205,25 @@ def _add(a, b):
 _ADD = []  # [apply, the add op], filled on first use
 
 
-def run_backward(roots, root_grads, retain_graph, create_graph, targets=None):
+def run_backward(roots, root_grads, retain_graph, create_graph, targets=None,
+                 accumulate=False):
     """Backpropagate `root_grads` from `roots` (tensors).
 
-    With `targets` (a list of tensors), return their gradients instead of accumulating into
-    leaves' `.grad` (what `autograd.grad` does). Returns None otherwise.
+    With `targets` (a list of tensors), only gradients that lead to a target are computed,
+    and the targets' gradients (after their hooks) are returned instead of accumulating into
+    leaves' `.grad` (what `autograd.grad` does); with `accumulate` too, the leaf targets'
+    gradients go to their `.grad` (what `backward(inputs=...)` does: non-leaf targets must
+    retain their grad). Returns None otherwise.
     """
     prev = graph._mode.enabled
     graph._mode.enabled = bool(create_graph)
     try:
-        return _run(roots, root_grads, retain_graph, create_graph, targets)
+        return _run(roots, root_grads, retain_graph, create_graph, targets, accumulate)
     finally:
         graph._mode.enabled = prev
 
 
-def _run(roots, root_grads, retain_graph, create_graph, targets):
+def _run(roots, root_grads, retain_graph, create_graph, targets, accumulate):
     pending = {}      # node -> gradient of its output so far
     # Leaves are keys by identity (Tensor's hash is object's), never compared with ==.
     leaf_grads = {}   # leaf -> its summed gradient so far, leaves still collecting
@@ -212,22 +246,30 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
     early = targets is None
     anomaly = graph._anomaly
     wanted = None
+    captured = {}     # target node -> its gradient (autograd.grad)
+    held = (pending, leaf_grads, captured)  # gradients in flight, for _output_hooks
     if targets is not None:
         target_ids = {id(t._node if t._node is not None else t) for t in targets}
         wanted = _leads_to(order, target_ids)
         target_nodes = {t._node for t in targets if t._node is not None}
-        captured = {}
     for node in order:
         g = pending.pop(node, None)
-        if wanted is not None:
-            if node in target_nodes:
-                captured[node] = g
+        if wanted is not None and (node in target_nodes or node not in wanted):
             if node not in wanted:
+                # As PyTorch: a target no other target lies behind gets its hooks (and its
+                # retained .grad), and what they leave is its gradient. One that leads on to
+                # another target is captured as it arrives; its hooks run on the way there.
+                if node in target_nodes:
+                    if g is not None and (node.pre_hooks is not None
+                                          or node.retain_ref is not None):
+                        g = _output_hooks(node, g, create_graph, handed_out, held)
+                    captured[node] = g
                 continue
+            captured[node] = g
         if g is None:
             continue  # its leaves never complete: the flush below takes them
         if node.pre_hooks is not None or node.retain_ref is not None:
-            g = _output_hooks(node, g, create_graph, handed_out)
+            g = _output_hooks(node, g, create_graph, handed_out, held)
         if node.versions is not None or node.out_version is not None or node.freed:
             if node.freed:
                 raise node._freed_error()
@@ -263,7 +305,8 @@ def _run(roots, root_grads, retain_graph, create_graph, targets):
                     del leaf_grads[e]
                     _accumulate(e, total, create_graph, handed_out, in_flight=True)
     if targets is not None:
-        return [_target_grad(t, leaf_grads, captured) for t in targets]
+        return _target_grads(targets, leaf_grads, captured, create_graph, handed_out,
+                             accumulate)
     for leaf, g in leaf_grads.items():  # leaves behind a branch that got no gradient
         _accumulate(leaf, g, create_graph, handed_out)
     return None
@@ -286,8 +329,24 @@ def _in_flight(ge, g, grads):
     return ge is g
 
 
-def _target_grad(t, leaf_grads, captured):
-    return leaf_grads.get(t) if t._node is None else captured.get(t._node)
+def _target_grads(targets, leaf_grads, captured, create_graph, handed_out, accumulate):
+    """The targets' gradients, a leaf's after its hooks (run once, however often the leaf is
+    listed; as PyTorch, hooks of leaves that are not targets never run). With `accumulate`,
+    the leaves' gradients go to their .grad instead (hooks included) and None is returned."""
+    done = {}  # leaf -> its gradient after its hooks
+    for t in targets:
+        if t._node is not None or t in done:
+            continue
+        g = leaf_grads.get(t)
+        if g is not None:
+            if accumulate:
+                _accumulate(t, g, create_graph, handed_out)
+            elif t._hooks:
+                g = _call_hooks(t._hooks, g, handed_out)
+        done[t] = g
+    if accumulate:
+        return None
+    return [done[t] if t._node is None else captured.get(t._node) for t in targets]
 
 
 def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
@@ -342,10 +401,11 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
         retain_graph = create_graph
     if inputs is not None:
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        found = run_backward(tensors, grads, retain_graph, create_graph, targets=inputs)
-        for t, g in zip(inputs, found):
-            if g is not None:
-                _accumulate(t, g, create_graph, {id(x._array) for x in grads})
+        for t in inputs:
+            if t._node is not None:
+                t.retain_grad()  # as PyTorch: a non-leaf input keeps its .grad from now on
+        run_backward(tensors, grads, retain_graph, create_graph, targets=inputs,
+                     accumulate=True)
         return
     run_backward(tensors, grads, retain_graph, create_graph)
 
