@@ -209,7 +209,13 @@ def load(f, map_location=None, *, weights_only=None):
     {1: [True, None]}
     """
     where, buf = _read(f)
-    header, start = _parse_header(buf, where)
+    try:
+        header, start = _parse_header(buf, where)
+    except CheckpointError:
+        kind = _pytorch_format(buf)
+        if kind is None:
+            raise
+        raise _pytorch_checkpoint(where, kind) from None
     arrays = _arrays(buf, start, _check_entries(header, len(buf) - start, where), where)
     meta = header.get("__metadata__") or {}
     placer = _Placer(arrays, map_location, where)
@@ -237,6 +243,26 @@ def _read(f):
         buf = bytearray(size)  # exactly the file's size; arrays below are views into it
         got = src.readinto(buf)
     return path, buf[:got] if got < size else buf
+
+
+def _pytorch_format(buf):
+    """What torch.save writes, by its first bytes: a zip archive (PyTorch >= 1.6) or a pickle
+    (older, or _use_new_zipfile_serialization=False); None for anything else. Asked only of
+    files that are not safetensors, since a safetensors header length can begin the same."""
+    head = bytes(buf[:4])
+    if head == b"PK\x03\x04":
+        return "a zip archive, as torch.save writes"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "a pickle, as torch.save wrote before PyTorch 1.6"
+    return None
+
+
+def _pytorch_checkpoint(where, kind):
+    return CheckpointError(
+        f"load: {where} is a PyTorch checkpoint ({kind}), not a safetensors file\n"
+        "  hint: tg.load reads safetensors files (what tg.save writes); convert it once in "
+        "PyTorch: safetensors.torch.save_file(torch.load(path), 'model.safetensors') for a "
+        "state dict of tensors, then tg.load('model.safetensors')")
 
 
 def _corrupt(where, problem):

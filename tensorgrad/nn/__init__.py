@@ -5,7 +5,8 @@ Speaks only Tensor: nothing here imports NumPy or CuPy (tests/test_layering.py c
 
 from . import functional, init, parallel, utils
 from .activation import (
-    ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh,
+    ELU, GELU, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax, ReLU, ReLU6, Sigmoid, SiLU, Softmax,
+    Softplus, Tanh,
 )
 from .container import ModuleDict, ModuleList, Sequential
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
@@ -25,9 +26,9 @@ __all__ = [
     "functional", "init", "parallel", "utils", "Module", "Parameter", "Sequential", "ModuleList",
     "ModuleDict", "Identity", "Linear", "Bilinear", "Embedding", "Flatten", "Unflatten",
     "Dropout", "GradientReversal", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
-    "Softplus", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "RNNBase", "RNN", "LSTM", "GRU",
-    "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "MSELoss", "L1Loss", "HuberLoss",
-    "SmoothL1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss",
-    "MultiMarginLoss", "KLDivLoss",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "LeakyReLU", "ELU", "Hardtanh",
+    "GELU", "SiLU", "Softplus", "Sigmoid", "LogSigmoid", "Tanh", "Softmax", "LogSoftmax",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "MSELoss",
+    "L1Loss", "HuberLoss", "SmoothL1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss",
+    "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss",
 ]

@@ -10,13 +10,14 @@ Speaks only Tensor: imports no array library and never touches a raw backend arr
 
 import warnings
 
-from .. import creation, cuda
+from .. import creation, cuda, dtypes
 from ..errors import DTypeError, ShapeError, describe
 from ..ops import activation as _act
 from ..ops import elementwise as _ew
 from ..ops.binary import where
 from ..ops.broadcast import broadcast_shapes
 from ..ops.indexing import IndexOutOfRange, gather
+from ..ops.join import stack
 from ..ops.softmax import log_softmax, softmax_cross_entropy
 from ..tensor import Tensor
 
@@ -102,6 +103,10 @@ def l1_loss(input, target, reduction="mean"):
 def huber_loss(input, target, reduction="mean", delta=1.0):
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), with d = input - target."""
     _check_reduction(reduction, "huber_loss")
+    if not delta > 0:  # NaN fails too
+        raise RuntimeError(f"huber_loss does not support non-positive values for delta, got "
+                           f"delta={delta}\n  hint: delta is where the loss turns from "
+                           "quadratic to linear; pass a positive value (default 1.0)")
     d = input - _pointwise("huber_loss", input, target)
     ad = d.abs()
     return _reduce(where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta)), reduction)
@@ -110,6 +115,9 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (plain L1 for beta = 0)."""
     _check_reduction(reduction, "smooth_l1_loss")
+    if not beta >= 0:
+        raise RuntimeError(f"smooth_l1_loss does not support negative values for beta, got "
+                           f"beta={beta}\n  hint: pass beta >= 0 (0 gives the plain L1 loss)")
     d = input - _pointwise("smooth_l1_loss", input, target)
     ad = d.abs()
     if beta == 0:
@@ -137,18 +145,78 @@ def kl_div(input, target, reduction="mean", log_target=False):
 
 
 # ---- binary cross entropy -------------------------------------------------------------------
-def _clamped_log(x):
-    """log(x) clamped below at -100 as PyTorch's BCE does; 0 and its gradient stay finite."""
-    pos = x > 0
-    return _ew.clamp(where(pos, _ew.log(where(pos, x, 1.0)), -100.0), min=-100.0)
+# PyTorch's floor on x (1 - x) in the BCE gradient (x - t) / max(x (1 - x), eps): its C++
+# constant is the float32 nearest 1e-12, which float64 gradients show.
+_BCE_EPS = 9.999999960041972e-13
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    """-(t log x + (1 - t) log(1 - x)) for probabilities x, logs clamped at -100."""
+    """-(t log x + (1 - t) log(1 - x)) for probabilities x, logs clamped at -100.
+
+    As in PyTorch: an input outside [0, 1] raises, and the gradient is
+    (x - t) / max(x (1 - x), 1e-12), finite at x = 0 and 1.
+    """
     _check_reduction(reduction, "binary_cross_entropy")
     target = _pointwise("binary_cross_entropy", input, target, strict=True)
-    loss = -(target * _clamped_log(input) + (1 - target) * _clamped_log(1 - input))
+    log_x, log_1mx = _bce_logs(input, _check_probabilities(input))
+    loss = -(target * log_x + (1 - target) * log_1mx)
     return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+def _check_probabilities(input):
+    """Raise unless every element is in [0, 1] (NaN is not), as PyTorch does; return whether
+    any is so near 0 or 1 that the gradient's floor applies (see _bce_logs).
+
+    Two reductions and one host read; inside a CUDA graph capture, where no host read is
+    allowed, the check is skipped and every element is treated as near an edge.
+    """
+    if cuda.is_current_stream_capturing():
+        return True
+    if not input.numel():
+        return False
+    x = input.detach()
+    lo, hi = stack([x.amin(), x.amax()]).tolist()
+    if not (0 <= lo and hi <= 1):
+        found = "NaN" if lo != lo or hi != hi else f"values in [{lo:g}, {hi:g}]"
+        raise RuntimeError(f"binary_cross_entropy: all elements of input should be between 0 "
+                           f"and 1, found {found}\n  input: {describe(input)}\n  hint: pass "
+                           "probabilities, e.g. sigmoid(logits), or pass the logits to "
+                           "binary_cross_entropy_with_logits (more stable too)")
+    return lo * (1 - lo) < _BCE_EPS or hi * (1 - hi) < _BCE_EPS  # x (1 - x) is least at an end
+
+
+def _bce_logs(x, near_edge):
+    """(log x, log(1 - x)) as PyTorch's BCE uses them.
+
+    Their values are clamped at -100 (x = 0 or 1 gives a finite loss); their gradients are
+    (1 - x) / D and -x / D with D = max(x (1 - x), 1e-12), so the loss's gradient is
+    PyTorch's (x - t) / D. Where D > 1e-12 no clamp acts and these are the plain logs; log1p
+    keeps log(1 - x) exact for small x.
+    """
+    if not near_edge:
+        return _ew.log(x), _ew.log1p(-x)
+    if x.dtype == dtypes.float16:  # 1 / eps overflows half precision: work in float32
+        return tuple(y.to(x.dtype) for y in _bce_edge_logs(x.to(dtypes.float32)))
+    return _bce_edge_logs(x)
+
+
+def _bce_edge_logs(x):
+    """_bce_logs where some element is near 0 or 1."""
+    v = x.detach()
+    inner = v * (1 - v) >= _BCE_EPS
+    xs = where(inner, x, 0.5)  # the plain logs (and their gradients) only see inner points
+    pos, below_one = v > 0, v < 1
+    log_v = where(pos, _ew.log(where(pos, v, 1.0)), -100.0).clamp(min=-100.0)
+    log_1mv = where(below_one, _ew.log1p(-where(below_one, v, 0.0)), -100.0).clamp(min=-100.0)
+    # Near an edge: the clamped value, differentiated as (x - x^2 / 2) / eps and -x^2 / (2 eps).
+    edge_log_x = log_v + _zero_with_gradient((x - x * x / 2) / _BCE_EPS)
+    edge_log_1mx = log_1mv + _zero_with_gradient(-(x * x) / (2 * _BCE_EPS))
+    return where(inner, _ew.log(xs), edge_log_x), where(inner, _ew.log1p(-xs), edge_log_1mx)
+
+
+def _zero_with_gradient(f):
+    """Exactly 0 in value, f's gradient in backward."""
+    return f - f.detach()
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
@@ -249,22 +317,36 @@ def _counted(name, target, n_classes, ignore_index):
 
 
 def _fused_nll(input, target, weight, ignore_index, cdim):
-    """What _nll gives for logp = log_softmax(input), through one softmax_cross_entropy op."""
+    """What _nll gives for logp = log_softmax(input), through one softmax_cross_entropy op:
+    (loss, weights that count, mask of counted entries or None)."""
     valid = _counted("cross_entropy", target, input.shape[cdim], ignore_index)
     loss = softmax_cross_entropy(input, target, cdim, ignore_index)  # 0 where ignored
     if valid is None:
         w = None if weight is None else weight[target]
     else:
         w = valid.to(input.dtype) if weight is None else weight[where(valid, target, 0)] * valid
-    return (loss if weight is None else loss * w), w
+    return (loss if weight is None else loss * w), w, valid
 
 
-def _weighted_reduce(loss, w, reduction):
+def _weighted_reduce(loss, w, reduction, valid=None):
+    """Reduce a class-index loss; "mean" divides by the summed weights w of counted targets.
+
+    When every target is ignored, PyTorch's mean is 0/0 = NaN but its gradient 0 (ignored
+    entries get none); dividing by the raw 0 would make the gradient inf * 0 = NaN, so the
+    division sees 1 there and the NaN is put in afterwards (where passes it no gradient).
+    Counted targets whose weights sum to 0 still give NaN gradients, as in PyTorch.
+    """
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
-    return loss.mean() if w is None else loss.sum() / w.sum()
+    if w is None:
+        return loss.mean()
+    if valid is None:
+        return loss.sum() / w.sum()
+    none_counted = ~valid.any()
+    mean = loss.sum() / where(none_counted, 1.0, w.sum())
+    return where(none_counted, float("nan"), mean)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -278,8 +360,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     cdim = _class_dim("nll_loss", input)
     _check_index_target("nll_loss", input, target, cdim)
     _check_weight("nll_loss", weight, input.shape[cdim])
-    loss, w, _ = _nll("nll_loss", input, target, weight, ignore_index, cdim)
-    return _weighted_reduce(loss, w, reduction)
+    loss, w, valid = _nll("nll_loss", input, target, weight, ignore_index, cdim)
+    return _weighted_reduce(loss, w, reduction, valid)
 
 
 def _is_probability_target(input, target):
@@ -327,15 +409,15 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             f"integer tensor of shape {_index_shape(input, cdim)} (e.g. target.argmax({cdim}))")
     _check_index_target("cross_entropy", input, target, cdim)
     if label_smoothing == 0:  # the common case: one fused op, no log_softmax tensor
-        return _weighted_reduce(*_fused_nll(input, target, weight, ignore_index, cdim),
-                                reduction)
+        loss, w, valid = _fused_nll(input, target, weight, ignore_index, cdim)
+        return _weighted_reduce(loss, w, reduction, valid)
     logp = log_softmax(input, cdim)
     loss, w, valid = _nll("cross_entropy", logp, target, weight, ignore_index, cdim)
-    nll = _weighted_reduce(loss, w, reduction)
+    nll = _weighted_reduce(loss, w, reduction, valid)
     smooth = -(logp if weight is None else logp * _class_view(weight, logp, cdim)).sum(cdim)
     if valid is not None:
         smooth = smooth * valid  # only ignored entries drop out, not zero-weight ones
-    smooth = _weighted_reduce(smooth, w, reduction)
+    smooth = _weighted_reduce(smooth, w, reduction, valid)
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / input.shape[cdim])
 
 

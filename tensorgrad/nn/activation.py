@@ -4,6 +4,8 @@ constructor arguments and reprs.
 Speaks only Tensor: imports no array library.
 """
 
+import warnings
+
 from . import functional as F
 from .module import Module
 
@@ -68,6 +70,65 @@ class ELU(Module):
 
     def extra_repr(self):
         return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class Hardtanh(Module):
+    """clamp(x, min_val, max_val); gradient 0 at and beyond the bounds.
+
+    >>> import tensorgrad as tg
+    >>> tg.nn.Hardtanh(-2.0, 2.0)(tg.tensor([-3.0, 1.0])).tolist()
+    [-2.0, 1.0]
+    """
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False, min_value=None,
+                 max_value=None):
+        super().__init__()
+        if min_value is not None:
+            warnings.warn("keyword argument `min_value` is deprecated and renamed to `min_val`",
+                          FutureWarning, stacklevel=2)
+            min_val = min_value
+        if max_value is not None:
+            warnings.warn("keyword argument `max_value` is deprecated and renamed to `max_val`",
+                          FutureWarning, stacklevel=2)
+            max_val = max_value
+        if not max_val > min_val:
+            raise ValueError(f"{type(self).__name__}: max_val ({max_val}) must be greater "
+                             f"than min_val ({min_val})\n  hint: pass the lower bound first")
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, input):
+        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
+
+    def extra_repr(self):
+        return (f"min_val={self.min_val}, max_val={self.max_val}"
+                + (", inplace=True" if self.inplace else ""))
+
+
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6): Hardtanh(0, 6).
+
+    >>> import tensorgrad as tg
+    >>> tg.nn.ReLU6()(tg.tensor([-1.0, 7.0])).tolist()
+    [0.0, 6.0]
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self):
+        return _inplace_repr(self.inplace)
+
+
+class LogSigmoid(Module):
+    """log(sigmoid(x)), computed stably (finite for large negative x).
+
+    >>> import tensorgrad as tg
+    >>> round(tg.nn.LogSigmoid()(tg.tensor([-100.0])).item(), 3)
+    -100.0
+    """
+
+    def forward(self, input):
+        return F.logsigmoid(input)
 
 
 class GELU(Module):

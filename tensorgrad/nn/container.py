@@ -4,6 +4,7 @@ Speaks only Tensor, as all of tensorgrad.nn.
 """
 
 from collections import OrderedDict
+from itertools import chain
 
 from .module import Module
 
@@ -47,10 +48,7 @@ class Sequential(Module):
                   [keys[_index(idx, len(keys), "Sequential")]]):
             del self._modules[k]
         # Renumber as PyTorch does, so a later append() cannot overwrite a module.
-        mods = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self._modules[str(i)] = m
+        self._renumber(list(self._modules.values()))
 
     def __len__(self):
         return len(self._modules)
@@ -61,6 +59,37 @@ class Sequential(Module):
     def append(self, module):
         self.add_module(str(len(self._modules)), module)
         return self
+
+    def insert(self, index, module):
+        """Put `module` before position `index` (len(self) appends); returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.insert: module should be a Module, got "
+                            f"{type(module).__name__}")
+        n = len(self._modules)
+        if not -n <= index <= n:
+            raise IndexError(f"Sequential.insert: index {index} is out of range for {n} "
+                             f"modules\n  hint: use an index in [{-n}, {n}]")
+        mods = list(self._modules.values())
+        mods.insert(index, module)  # a negative index counts from the end, as in PyTorch
+        self._renumber(mods)
+        return self
+
+    def extend(self, sequential):
+        """Append every module of `sequential` (any iterable of modules); returns self."""
+        for m in sequential:
+            self.append(m)
+        return self
+
+    def pop(self, key):
+        """Remove and return the module at `key` (an int, or a slice: a Sequential)."""
+        out = self[key]
+        del self[key]
+        return out
+
+    def _renumber(self, mods):
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self._modules[str(i)] = m
 
 
 def _index(idx, n, who):
@@ -87,9 +116,16 @@ class ModuleList(Module):
 
     def __delitem__(self, idx):
         mods = list(self._modules.values())
-        del mods[idx]
+        del mods[idx if isinstance(idx, slice) else _index(idx, len(mods), "ModuleList")]
         self._modules.clear()
         self.extend(mods)
+
+    def __add__(self, other):
+        """A new ModuleList of this one's modules, then `other`'s (any iterable of modules)."""
+        out = ModuleList()
+        for m in chain(self, other):
+            out.append(m)
+        return out
 
     def __len__(self):
         return len(self._modules)
@@ -111,6 +147,12 @@ class ModuleList(Module):
         mods.insert(index, module)
         self._modules.clear()
         self.extend(mods)
+
+    def pop(self, key):
+        """Remove and return the module at `key` (an int, or a slice: a ModuleList)."""
+        out = self[key]
+        del self[key]
+        return out
 
 
 class ModuleDict(Module):

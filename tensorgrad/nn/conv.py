@@ -7,7 +7,7 @@ Speaks only Tensor: imports no array library.
 
 from .. import ops
 from ..errors import ShapeError
-from .layers import add_weight_and_bias, input_shape_error, reset_fan_in_uniform
+from .layers import add_weight_and_bias, input_shape_error, need_tensor_input, reset_fan_in_uniform
 from .module import Module
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -49,6 +49,7 @@ class Conv2d(Module):
         reset_fan_in_uniform(self)
 
     def forward(self, input):
+        need_tensor_input(self, input)
         self._check_input(input.shape)
         padding = self.padding
         if self.padding_mode != "zeros":
@@ -130,6 +131,7 @@ def _check_conv_args(in_channels, out_channels, groups, padding, padding_mode, s
 
 
 def _check_pool_input(module, input):
+    need_tensor_input(module, input)
     if input.ndim not in (3, 4):
         raise ShapeError(f"{module!r} expects input (N, C, H, W) or (C, H, W); got "
                          f"{tuple(input.shape)}\n  hint: pooling takes 3-D or 4-D input")

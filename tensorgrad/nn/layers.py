@@ -1,8 +1,9 @@
 """Basic layers: Identity, Linear, Bilinear, Embedding, Flatten, Unflatten, Dropout,
 GradientReversal, with torch.nn's names, parameter names and default initialisation.
 
-Also the shared `input_shape_error` that Linear, Conv2d and BatchNorm raise for an input of
-the wrong rank or feature count. Speaks only Tensor: imports no array library.
+Also the shared `need_tensor_input` and `input_shape_error` that Linear, Conv2d, pooling and
+the norm layers raise for an input that is not a Tensor, or of the wrong rank or feature
+count. Speaks only Tensor: imports no array library.
 """
 
 import math
@@ -11,6 +12,7 @@ from .. import creation
 from ..autograd.graph import no_grad
 from ..errors import ShapeError
 from ..ops import einsum
+from ..tensor import Tensor
 from . import functional as F
 from . import init
 from .module import Module
@@ -21,6 +23,14 @@ def input_shape_error(module, expected, got, hint):
     """ShapeError: `<repr of the layer> expects input <expected>; got <shape>` and a hint."""
     return ShapeError(f"{module!r} expects input {expected}; got {tuple(got)}\n"
                       f"  hint: {hint}")
+
+
+def need_tensor_input(module, input):
+    """TypeError unless `input` is a Tensor: a list or NumPy array has no device or graph, and
+    would otherwise fail later with an AttributeError (or a message naming an inner op)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{type(module).__name__}: input must be a Tensor, got "
+                        f"{type(input).__name__}\n  hint: wrap it with tg.tensor(...)")
 
 
 def _factory(device, dtype):
@@ -63,6 +73,7 @@ class Linear(Module):
         reset_fan_in_uniform(self)
 
     def forward(self, input):
+        need_tensor_input(self, input)
         if input.ndim == 0 or input.shape[-1] != self.in_features:
             raise self._shape_error(input.shape)
         return F.linear(input, self.weight, self.bias)

@@ -8,6 +8,7 @@ Speaks only Tensor (no array library), as all of tensorgrad.nn.
 """
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 from .. import dtypes as _dtypes
 from ..autograd.graph import no_grad
@@ -59,6 +60,8 @@ class Module:
         d["_forward_hooks"] = OrderedDict()
 
     # -- attribute registration -------------------------------------------------------------
+    # The checks and messages are PyTorch's (torch/nn/modules/module.py), so code that catches
+    # their KeyError/TypeError works unchanged.
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() call\n"
@@ -66,24 +69,22 @@ class Module:
         params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
             self._forget(name, keep=params)
-            params[name] = value
+            self.register_parameter(name, value)
+        elif name in params:  # before the Module case: a Module never replaces a parameter
+            if value is not None:
+                raise _assign_error(value, "parameter", name, "tg.nn.Parameter")
+            params[name] = None
         elif isinstance(value, Module):
             self._forget(name, keep=modules)
             modules[name] = value
-        elif name in params:
-            if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
-                                "(a Parameter or None is required)")
-            params[name] = None
-        elif name in buffers:
-            if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
-                                "(a Tensor or None is required)")
-            buffers[name] = value
         elif name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as submodule {name!r}")
+                raise _assign_error(value, "child module", name, "tg.nn.Module")
             modules[name] = None
+        elif name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise _assign_error(value, "buffer", name, "tg.Tensor")
+            buffers[name] = value
         else:
             object.__setattr__(self, name, value)
 
@@ -95,6 +96,27 @@ class Module:
             if registry is not keep:
                 registry.pop(name, None)
         self._non_persistent.discard(name)
+
+    def _check_new_name(self, name, kind, registry):
+        """PyTorch's rules for a name given to register_*/add_module: a string without dots,
+        not empty, and not already an attribute of another kind (method, parameter, ...)."""
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f"{kind} name can't contain \".\", got: {name} (dots separate the "
+                           "levels of state_dict keys)")
+        if name == "":
+            raise KeyError(f'{kind} name can\'t be empty string ""')
+        if name not in registry and hasattr(self, name):
+            raise KeyError(f"attribute '{name}' already exists ({type(self).__name__}."
+                           f"{name} is {self._describe_attr(name)}): pick another name")
+
+    def _describe_attr(self, name):
+        for kind, registry in (("a parameter", self._parameters), ("a buffer", self._buffers),
+                               ("a submodule", self._modules)):
+            if name in registry:
+                return kind
+        return "a method" if callable(getattr(type(self), name, None)) else "an attribute"
 
     def __getattr__(self, name):
         # Only reached when normal lookup failed: parameters, buffers and submodules.
@@ -113,33 +135,72 @@ class Module:
         object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
+        """Add `param` (a Parameter, or None for an absent one) under `name`."""
+        self._check_new_name(name, "parameter", self._parameters)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None")
-        self._forget(name, keep=self._parameters)
+            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter "
+                            f"'{name}' (tg.nn.Parameter or None required)\n  hint: wrap it "
+                            "as nn.Parameter(tensor), or use register_buffer for state that "
+                            "is not learned")
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
         """A tensor that is state but not a parameter (BatchNorm's running mean, say)."""
+        self._check_new_name(name, "buffer", self._buffers)
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None")
-        self._forget(name, keep=self._buffers)
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer "
+                            f"'{name}' (tg.Tensor or None required)\n  hint: wrap it with "
+                            "tg.tensor(...)")
         self._buffers[name] = tensor
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def add_module(self, name, module):
+        """Add `module` (or None) as the child `name`."""
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"add_module: {type(module).__name__} is not a Module")
-        self._forget(name, keep=self._modules)
+            raise TypeError(f"add_module: {type(module).__name__} is not a Module subclass")
+        self._check_new_name(name, "module", self._modules)
         self._modules[name] = module
 
     register_module = add_module
 
     def get_submodule(self, target):
+        """The submodule at dotted path `target` ("" is this module), as PyTorch's."""
         module = self
         for part in target.split(".") if target else ():
-            module = module._modules[part]
+            if not hasattr(module, part):
+                raise AttributeError(f"{type(module).__name__} has no attribute `{part}`\n"
+                                     f"  hint: {_listing('submodules', module._modules)}")
+            module = getattr(module, part)
+            if not isinstance(module, Module):
+                raise AttributeError(f"`{part}` is not an nn.Module")
         return module
+
+    def get_parameter(self, target):
+        """The parameter at dotted path `target`, e.g. "encoder.0.weight"."""
+        module, name = self._get_owner(target)
+        value = getattr(module, name)
+        if not isinstance(value, Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return value
+
+    def get_buffer(self, target):
+        """The buffer at dotted path `target`, e.g. "bn.running_mean"."""
+        module, name = self._get_owner(target)
+        if name not in module._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return module._buffers[name]
+
+    def _get_owner(self, target):
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`\n"
+                                 "  hint: " + _listing("parameters and buffers",
+                                                       [*module._parameters, *module._buffers]))
+        return module, name
 
     # -- traversal --------------------------------------------------------------------------
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
@@ -170,7 +231,9 @@ class Module:
 
     def _named_members(self, registry, prefix, recurse, remove_duplicate=True):
         seen = set()
-        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        # remove_duplicate=False also walks a shared submodule once per path, as PyTorch's.
+        mods = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse
+                else [(prefix, self)])
         for mod_prefix, m in mods:
             for name, t in getattr(m, registry).items():
                 if t is None or (remove_duplicate and id(t) in seen):
@@ -282,8 +345,19 @@ class Module:
 
         Returns (missing_keys, unexpected_keys); with strict=True either raises
         StateDictError (a RuntimeError, as in PyTorch, and a KeyError) listing them. A shape
-        mismatch raises ShapeError naming the key and both shapes.
+        mismatch raises ShapeError naming the key and both shapes. Keys of older checkpoints
+        are first upgraded by each submodule (BatchNorm fills in a missing
+        num_batches_tracked, as PyTorch does); the caller's dict is left as it was.
         """
+        if not isinstance(state_dict, Mapping):
+            hint = ("pass the module's state_dict(), not the module"
+                    if isinstance(state_dict, Module) else
+                    "pass a dict of tensors, such as model.state_dict() or tg.load(path)")
+            raise TypeError(f"Expected state_dict to be dict-like, got "
+                            f"{type(state_dict).__name__}\n  hint: {hint}")
+        state_dict = OrderedDict(state_dict)  # a copy: _upgrade_state_dict may add keys
+        for prefix, m in self.named_modules(remove_duplicate=False):
+            m._upgrade_state_dict(state_dict, prefix + "." if prefix else "")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -296,6 +370,12 @@ class Module:
                 continue
             _load_one(key, target, state_dict[key])
         return IncompatibleKeys(missing, unexpected)
+
+    def _upgrade_state_dict(self, state_dict, prefix):
+        """Called by load_state_dict on every submodule before the keys are matched, with a
+        copy of the checkpoint and this module's key prefix ("layer1.0."): a module whose
+        state layout changed fills in or renames its own keys of older checkpoints here
+        (PyTorch's modules do it in _load_from_state_dict). The base class changes nothing."""
 
     # -- calling -------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -346,6 +426,15 @@ class Module:
 
 def _is_dtype(x):
     return isinstance(x, _dtypes.dtype)
+
+
+def _assign_error(value, kind, name, expected):
+    return TypeError(f"cannot assign '{type(value).__name__}' as {kind} '{name}' "
+                     f"({expected} or None expected)")
+
+
+def _listing(what, names):
+    return f"its {what} are {list(names)}" if names else f"it has no {what}"
 
 
 def _indent(text):

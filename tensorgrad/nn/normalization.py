@@ -9,7 +9,7 @@ from .. import creation, dtypes
 from ..autograd.graph import no_grad
 from . import functional as F
 from . import init
-from .layers import input_shape_error
+from .layers import input_shape_error, need_tensor_input
 from .module import Module
 from .parameter import Parameter
 
@@ -55,7 +55,15 @@ class _BatchNorm(Module):
             init.ones_(self.weight)
             init.zeros_(self.bias)
 
+    def _upgrade_state_dict(self, state_dict, prefix):
+        # Checkpoints from before num_batches_tracked existed (PyTorch < 0.4.1) lack it;
+        # PyTorch loads them and keeps this module's current count, so do we.
+        key = prefix + "num_batches_tracked"
+        if self.num_batches_tracked is not None and key not in state_dict:
+            state_dict[key] = self.num_batches_tracked
+
     def forward(self, input):
+        need_tensor_input(self, input)
         self._check_input(input.shape)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -160,6 +168,7 @@ class LayerNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
+        need_tensor_input(self, input)
         n = len(self.normalized_shape)
         if input.ndim < n or tuple(input.shape[input.ndim - n:]) != self.normalized_shape:
             expected = "(*, " + ", ".join(map(str, self.normalized_shape)) + ")"

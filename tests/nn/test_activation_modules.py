@@ -45,6 +45,10 @@ CASES = [
     (nn.Softmax(dim=1), lambda x: _softmax(x, 1), "Softmax(dim=1)"),
     (nn.Softmax(dim=-1), lambda x: _softmax(x, -1), "Softmax(dim=-1)"),
     (nn.LogSoftmax(dim=0), lambda x: np.log(_softmax(x, 0)), "LogSoftmax(dim=0)"),
+    (nn.Hardtanh(), lambda x: np.clip(x, -1, 1), "Hardtanh(min_val=-1.0, max_val=1.0)"),
+    (nn.Hardtanh(-2.0, 3.0), lambda x: np.clip(x, -2, 3), "Hardtanh(min_val=-2.0, max_val=3.0)"),
+    (nn.ReLU6(), lambda x: np.clip(x, 0, 6), "ReLU6()"),
+    (nn.LogSigmoid(), lambda x: -np.logaddexp(0, -x), "LogSigmoid()"),
 ]
 IDS = [c[2] for c in CASES]
 
@@ -71,6 +75,9 @@ def test_gradcheck_repr_and_no_state(module, ref, text):
      "LeakyReLU(negative_slope=0.1, inplace=True)"),
     (nn.ELU(0.5, inplace=True), nn.ELU(0.5), "ELU(alpha=0.5, inplace=True)"),
     (nn.SiLU(inplace=True), nn.SiLU(), "SiLU(inplace=True)"),
+    (nn.Hardtanh(-1.5, 1.0, inplace=True), nn.Hardtanh(-1.5, 1.0),
+     "Hardtanh(min_val=-1.5, max_val=1.0, inplace=True)"),
+    (nn.ReLU6(inplace=True), nn.ReLU6(), "ReLU6(inplace=True)"),
 ])
 def test_inplace_variants_overwrite_and_stay_differentiable(module, reference, text):
     assert repr(module) == text
@@ -99,3 +106,18 @@ def test_softmax_implicit_dim_warns_and_follows_pytorch():
 def test_gelu_rejects_unknown_approximation():
     with pytest.raises(ValueError, match="approximate"):
         nn.GELU("fast")
+
+
+def test_hardtanh_bounds_and_deprecated_keywords_as_pytorch():
+    with pytest.raises(ValueError, match=r"max_val \(1.0\) must be greater than min_val \(2.0\)"):
+        nn.Hardtanh(2.0, 1.0)
+    with pytest.warns(FutureWarning, match="min_value"):
+        m = nn.Hardtanh(min_value=-3.0)
+    assert (m.min_val, m.max_val) == (-3.0, 1.0)
+    relu6 = nn.ReLU6()
+    assert isinstance(relu6, nn.Hardtanh) and (relu6.min_val, relu6.max_val) == (0.0, 6.0)
+
+
+def test_logsigmoid_is_finite_for_large_inputs():
+    out = nn.LogSigmoid()(tg.tensor([-200.0, 0.0, 200.0]))
+    np.testing.assert_allclose(_np(out), [-200.0, -math.log(2), 0.0], rtol=1e-6)

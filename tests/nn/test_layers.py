@@ -88,6 +88,17 @@ def test_linear_shape_error_names_layer_shapes_and_fix():
         lin(tg.tensor(1.0))
 
 
+@pytest.mark.parametrize("layer", [nn.Linear(2, 2), nn.Conv2d(1, 1, 1), nn.MaxPool2d(2),
+                                   nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1),
+                                   nn.BatchNorm1d(2), nn.BatchNorm2d(1), nn.LayerNorm(2)])
+@pytest.mark.parametrize("value", [[[1.0, 2.0]], np.ones((1, 2), dtype=np.float32)])
+def test_layers_say_a_list_or_array_input_must_be_a_tensor(layer, value):
+    name = type(layer).__name__
+    with pytest.raises(TypeError, match=rf"{name}: input must be a Tensor, got "
+                       rf"{type(value).__name__}\n  hint: wrap it with tg.tensor"):
+        layer(value)
+
+
 # ---- Bilinear -------------------------------------------------------------------------------
 def test_bilinear_forward_gradcheck_init_repr(device):
     bil = nn.Bilinear(2, 3, 4, device=device)

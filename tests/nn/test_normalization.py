@@ -124,6 +124,25 @@ def test_batchnorm_state_dict_init_and_reload():
     assert bn.num_batches_tracked.item() == 0 and bn.running_var.tolist() == [1.0] * 4
 
 
+def test_batchnorm_loads_an_old_checkpoint_without_num_batches_tracked():
+    # PyTorch < 0.4.1 saved no num_batches_tracked; PyTorch loads such a checkpoint in strict
+    # mode and keeps the module's own count.
+    source = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    source(tg.randn(4, 2))
+    old = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    model[1].num_batches_tracked.fill_(7)
+    assert model.load_state_dict(old) == ([], [])
+    np.testing.assert_array_equal(_np(model[1].running_mean), _np(source[1].running_mean))
+    assert model[1].num_batches_tracked.item() == 7
+    assert "1.num_batches_tracked" not in old  # the caller's dict is left alone
+    del old["1.running_mean"]
+    with pytest.raises(RuntimeError, match=r"missing keys \['1.running_mean'\]"):
+        model.load_state_dict(old)
+    untracked = nn.BatchNorm1d(3, track_running_stats=False)
+    assert untracked.load_state_dict({"weight": tg.ones(3), "bias": tg.zeros(3)}) == ([], [])
+
+
 @pytest.mark.parametrize("cls,shape", [(nn.BatchNorm1d, (3, 2)), (nn.BatchNorm1d, (2, 2, 3)),
                                        (nn.BatchNorm2d, (2, 2, 2, 2))])
 @pytest.mark.parametrize("training", [True, False])
