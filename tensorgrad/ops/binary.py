@@ -155,6 +155,24 @@ def _pow_vjp(ctx, g):
 POW = register("pow", _pow, _pow_vjp, save_inputs=True)
 
 
+def _remainder(xp, a, b):
+    return xp.remainder(a, b)
+
+
+def _remainder_vjp(ctx, g):
+    # a % b = a - floor(a / b) * b, and floor's derivative is 0 (PyTorch's rule, jumps aside):
+    # d/da = 1, d/db = -floor(a / b). floor_divide records nothing, so this is exact at
+    # second order too.
+    a, b = ctx.inputs
+    need_a, need_b = ctx.needs_input_grad
+    return (_reduce(ctx, 0, g) if need_a else None,
+            _reduce(ctx, 1, -g * floor_divide(a, b)) if need_b else None)
+
+
+# Piecewise linear, with jumps where a / b is an integer: smooth=False, as the kinked ops.
+REMAINDER = register("remainder", _remainder, _remainder_vjp, save_inputs=True, smooth=False)
+
+
 # ---- maximum / minimum / where -----------------------------------------------------------
 def _max_weights(xp, a, b, out):
     # The share of the gradient that goes to `a`: 1 where it won, 1/2 on ties (PyTorch).
@@ -207,8 +225,8 @@ def _nograd(name, fn):
     return register(name, fn)
 
 
+# PyTorch's floor_divide has no derivative either (its backward raises); integer-valued.
 FLOOR_DIVIDE = _nograd("floor_divide", lambda xp, a, b: xp.floor_divide(a, b))
-REMAINDER = _nograd("remainder", lambda xp, a, b: xp.remainder(a, b))
 EQ = _nograd("eq", lambda xp, a, b: xp.equal(a, b))
 NE = _nograd("ne", lambda xp, a, b: xp.not_equal(a, b))
 LT = _nograd("lt", lambda xp, a, b: xp.less(a, b))

@@ -426,6 +426,12 @@ def _norm_vjp(ctx, g, p, dims, keepdim):
     scale = where(zero, 0, g / (safe if p == 2 else safe ** (p - 1)))
     if p == 2:
         return (x * scale,)
+    if p < 1:
+        # |x|**(p-1) is inf at x == 0, and sign(0) * inf is nan: PyTorch's gradient there is 0.
+        # The inner where keeps the power finite, for second order through the outer one.
+        at_zero = x == 0
+        term = where(at_zero, 0, x.sign() * where(at_zero, 1, x.abs()) ** (p - 1))
+        return (term * scale,)
     return (x.sign() * x.abs() ** (p - 1) * scale,)
 
 

@@ -269,21 +269,30 @@ def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None
     return apply(PROD, (input,), {"dims": dims, "keepdim": keepdim})
 
 
-# ---- amax / amin: full reductions, ties share the gradient -------------------------------------
-def _tie_weights(xp, x, out, dims):
-    # Each tied extremum gets an equal share (PyTorch's amax/amin and max()/min() rule).
+# ---- amax / amin, max() / min(): ties share the gradient ---------------------------------------
+def _tie_weights(xp, x, out, dims, nan_ties):
+    """Each tied extremum's share of the gradient (PyTorch's rule for both amax and max()).
+
+    A NaN in a slice makes its extremum NaN, and PyTorch then parts: max()/min() count the
+    NaNs as the tied extrema (`nan_ties`); amax/amin find no element equal to a NaN result
+    and give the whole slice a NaN gradient.
+    """
     if out.dtype.kind != "f":
         return None  # integer results carry no gradient
     hits = x == out
-    count = xp.maximum(xp.sum(hits, axis=dims, keepdims=True), 1)  # an all-nan slice has none
-    return (hits / count).astype(x.dtype, copy=False)
+    if nan_ties:
+        hits |= xp.isnan(x) & xp.isnan(out)
+    count = xp.sum(hits, axis=dims, keepdims=True)
+    # 1 / count on the reduced shape; a count of 0 is a NaN slice of amax/amin.
+    share = xp.where(count == 0, xp.nan, 1 / xp.maximum(count, 1)).astype(x.dtype)
+    return hits * share
 
 
-def _tied(reduce_name):
+def _tied(reduce_name, nan_ties=False):
     def forward(xp, x, dims, keepdim):
         out = getattr(xp, reduce_name)(x, axis=dims, keepdims=True)
         kept = out if keepdim else xp.squeeze(out, axis=dims)
-        return xp.asarray(kept), _tie_weights(xp, x, out, dims)
+        return xp.asarray(kept), _tie_weights(xp, x, out, dims, nan_ties)
     return forward
 
 
@@ -293,6 +302,9 @@ def _tied_vjp(ctx, g, dims, keepdim):
 
 AMAX = register("amax", _tied("amax"), _tied_vjp, has_res=True, smooth=False)
 AMIN = register("amin", _tied("amin"), _tied_vjp, has_res=True, smooth=False)
+# max() and min() over every element: amax/amin's values, but NaNs share the gradient.
+MAX = register("max", _tied("amax", nan_ties=True), _tied_vjp, has_res=True, smooth=False)
+MIN = register("min", _tied("amin", nan_ties=True), _tied_vjp, has_res=True, smooth=False)
 
 
 def _nonempty(input, dims, op):
@@ -331,9 +343,11 @@ def _take(xp, x, idx, dim, keepdim):
 
 def _take_vjp(ctx, g, dim, keepdim):
     shape, _, device = ctx.in_meta[0]
-    where_on_axis = [1] * len(shape)
-    where_on_axis[dim] = shape[dim]
-    positions = arange(shape[dim], device=device).reshape(tuple(where_on_axis))
+    positions = arange(shape[dim], device=device)
+    if len(shape) > 1:  # a 1-d input's positions have its shape already
+        where_on_axis = [1] * len(shape)
+        where_on_axis[dim] = shape[dim]
+        positions = positions.reshape(tuple(where_on_axis))
     hit = positions == wrap_like(ctx, ctx.res)  # one-hot along dim, the input's shape
     return where(hit, _keepdim(g, (dim,), keepdim), 0), None
 
@@ -351,7 +365,10 @@ def _extremum_dim(kind, input, dim, keepdim):
     idx = apply(arg_op, (x,), {"dim": dim, "keepdim": True})
     values = apply(op, (x, idx), {"dim": dim, "keepdim": keepdim or input.ndim == 0})
     shape = input.shape if input.ndim == 0 else values.shape
-    return result(values.reshape(shape), idx.reshape(shape))
+    # Reshape only what changes shape: a same-shape reshape would record a no-op view.
+    if values.shape != shape:
+        values = values.reshape(shape)
+    return result(values, idx if idx.shape == shape else idx.reshape(shape))
 
 
 def _max_or_min(kind, input, dim, keepdim, axis, keepdims, other):
@@ -377,13 +394,13 @@ def max(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None)
     >>> tg.tensor([[1.0, 5.0], [7.0, 2.0]]).max(dim=1).indices.tolist()
     [1, 0]
     """
-    kind = ("max", AMAX, ARGMAX, MAX_DIM, maximum, _max_result)
+    kind = ("max", MAX, ARGMAX, MAX_DIM, maximum, _max_result)
     return _max_or_min(kind, input, dim, keepdim, axis, keepdims, other)
 
 
 def min(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None):
     """`min()`, `min(dim)` -> `(values, indices)`, or `min(a, b)`: as `max`."""
-    kind = ("min", AMIN, ARGMIN, MIN_DIM, minimum, _min_result)
+    kind = ("min", MIN, ARGMIN, MIN_DIM, minimum, _min_result)
     return _max_or_min(kind, input, dim, keepdim, axis, keepdims, other)
 
 

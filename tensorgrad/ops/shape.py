@@ -4,7 +4,11 @@ or join tensors (narrow, split, cat, stack, pad, repeat/tile) live in join.py.
 
 Views (reshape, transpose, permute, expand) share storage where NumPy would, and then share
 their base's version counter, so an in-place write through either is seen by saved-tensor
-checks.
+checks. A view that changes nothing (reshape to the same shape, an identity permute, squeeze
+without size-1 dims) is still a new tensor, recorded as its op, as in PyTorch: returning the
+input itself would make `v.requires_grad_(False)` or an in-place write through `v` act on the
+base as a leaf. Only `flatten` over a single dimension and a cast to the dtype it already has
+return their input, as PyTorch's do.
 """
 
 import math
@@ -74,7 +78,7 @@ def _to_device(x, target):
 
 # ---- reshape / view / flatten -------------------------------------------------------------
 def _reshape(xp, x, shape):
-    return xp.reshape(x, shape)
+    return x.reshape(shape)  # the method: NumPy's function wrapper costs as much again
 
 
 def _reshape_vjp(ctx, g, shape):
@@ -126,9 +130,9 @@ def view(input, *shape):
 
 def _reshape(input, shape, op):
     need_tensor(input, op)
-    shape = _infer_shape(_shape_arg(shape, op), input._array.size, input.shape, op)
-    if shape == input._array.shape:
-        return input
+    shape = _shape_arg(shape, op)
+    if shape != input._array.shape:  # the same shape, a no-op view, needs no checks
+        shape = _infer_shape(shape, input._array.size, input.shape, op)
     return apply(RESHAPE, (input,), {"shape": shape})
 
 
@@ -140,6 +144,8 @@ def flatten(input, start_dim=0, end_dim=-1):
     e = norm_dim(end_dim, input.ndim, "flatten")
     if s > e:
         raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    if s == e:
+        return input  # nothing to flatten: PyTorch returns the input itself, not a view
     shape = input.shape
     return reshape(input, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
 
@@ -196,11 +202,13 @@ BROADCAST_TO = register("broadcast_to", _broadcast_to, _broadcast_to_vjp, view=T
 
 
 def broadcast_to(input, shape):
-    """A read-only view of `input` repeated (without copying) to `shape`."""
+    """A view of `input` repeated (without copying) to `shape`; read-only where it repeats."""
     need_tensor(input, "broadcast_to")
     shape = tuple(int(s) for s in shape)
     if shape == input._array.shape:
-        return input
+        # Nothing is repeated, so the view may be written to, as in PyTorch: reshape's view
+        # is writable, where broadcast_to's (a stride-0 view in general) is read-only.
+        return apply(RESHAPE, (input,), {"shape": shape})
     lead = len(shape) - input.ndim
     ok = lead >= 0 and min(shape, default=0) >= 0 and all(
         d == s or d == 1 for d, s in zip(input.shape, shape[lead:], strict=True))
@@ -248,8 +256,6 @@ def permute(input, *dims):
     dims = tuple(norm_dim(d, input.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(input.ndim)):
         raise ShapeError(f"permute: dims {dims} is not a permutation of 0..{input.ndim - 1}")
-    if dims == tuple(range(input.ndim)):
-        return input
     return apply(PERMUTE, (input,), {"dims": dims})
 
 
@@ -257,11 +263,11 @@ def transpose(input, dim0, dim1):
     """Swap two dimensions (PyTorch's transpose, not NumPy's)."""
     need_tensor(input, "transpose")
     n = input.ndim
-    if n == 0:
-        return input
+    # A 0-d input takes dims -1 and 0, as in PyTorch, and gives a 0-d view.
     d0, d1 = norm_dim(dim0, n, "transpose"), norm_dim(dim1, n, "transpose")
     dims = list(range(n))
-    dims[d0], dims[d1] = dims[d1], dims[d0]
+    if n:
+        dims[d0], dims[d1] = dims[d1], dims[d0]
     return permute(input, tuple(dims))
 
 
@@ -272,11 +278,13 @@ def t(input):
     if input.ndim > 2:
         raise ShapeError(f"t: expects a tensor with <= 2 dimensions, got {tuple(input.shape)}"
                          "\n  hint: use transpose(dim0, dim1) or .mT for batches")
-    return transpose(input, 0, 1) if input.ndim == 2 else input
+    if input.ndim == 2:
+        return transpose(input, 0, 1)
+    return permute(input, tuple(range(input.ndim)))  # 0-d, 1-d: a view, as in PyTorch
 
 
 def _T(self):
-    return permute(self, tuple(range(self.ndim - 1, -1, -1))) if self.ndim > 1 else self
+    return permute(self, tuple(range(self.ndim - 1, -1, -1)))
 
 
 def _mT(self):

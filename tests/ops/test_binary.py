@@ -45,6 +45,18 @@ def _ints(shape_a, shape_b, low=-6, high=7, nonzero_b=False):
     return make
 
 
+def _away_from_jumps(shape_a, shape_b, gap=0.05):
+    # a % b jumps where a / b is an integer: keep a / b at least `gap` from one, with
+    # divisors of both signs.
+    def make(rng):
+        while True:
+            a = rng.uniform(-4, 4, size=shape_a)
+            b = rng.uniform(0.5, 2.0, size=shape_b) * rng.choice([-1, 1], size=shape_b)
+            if np.min(np.abs((a / b + 0.5) % 1 - 0.5)) >= gap:
+                return [a, b]
+    return make
+
+
 def _bools(shape_a, shape_b):
     def make(rng):
         return [rng.uniform(size=shape_a) < 0.5, rng.uniform(size=shape_b) < 0.5]
@@ -66,6 +78,20 @@ SMOOTH = (
     + _pair_cases("div", tg.div, np.divide, low=0.5, high=2.0)
     + _pair_cases("pow", tg.pow, np.power, low=0.5, high=2.0)
 )
+
+# remainder is piecewise linear (d/da = 1, d/db = -floor(a / b)): checked away from its jumps,
+# to second order (0 there).
+REMAINDER = [
+    OpCase(("remainder",), tg.remainder, np.remainder, make=_away_from_jumps(*pair),
+           name=f"remainder{list(pair)}") for pair in PAIRS
+] + [
+    OpCase(("remainder",), lambda a, b: a % b, np.remainder, make=_away_from_jumps((3, 4), (4,)),
+           name="remainder-operator"),
+    OpCase(("remainder",), lambda a: a % 1.5, lambda a: np.remainder(a, 1.5),
+           make=lambda rng: _away_from_jumps((3, 4), ())(rng)[:1], name="remainder-scalar"),
+    OpCase(("remainder",), lambda b: 2.5 % b, lambda b: np.remainder(2.5, b),
+           make=lambda rng: _away_from_jumps((), (3, 4))(rng)[1:], name="rmod-scalar"),
+]
 
 SCALAR = [
     OpCase(("add",), lambda x: x + 2.5, lambda x: x + 2.5, ((3, 4),), name="add-scalar"),
@@ -123,9 +149,6 @@ INT_ARITH = (
     + _nograd("remainder", tg.remainder, np.remainder, lambda a, b: _ints(a, b, nonzero_b=True))
     + [OpCase(("floor_divide",), lambda a, b: a // b, np.floor_divide, ((3, 4), (4,)),
               low=0.5, high=3.0, differentiable=False, name="floor_divide-float-operator"),
-       OpCase(("remainder",), lambda a, b: a % b, np.remainder, ((3, 4), (4,)), low=-3.0,
-              high=3.0, make=lambda rng: [rng.uniform(-3, 3, (3, 4)), rng.uniform(0.5, 2, 4)],
-              differentiable=False, name="remainder-float-operator"),
        OpCase(("floor_divide",), lambda a: 7 // a, lambda a: 7 // a,
               make=lambda rng: [rng.integers(1, 5, size=(5,))], differentiable=False,
               name="rfloordiv-int")]
@@ -173,7 +196,7 @@ LOGIC = (
            rng.integers(-8, 8, size=(5,))], differentiable=False, name="invert-int")]
 )
 
-CASES = SMOOTH + SCALAR + EXTREMA + WHERE + INT_ARITH + COMPARISONS + LOGIC
+CASES = SMOOTH + SCALAR + REMAINDER + EXTREMA + WHERE + INT_ARITH + COMPARISONS + LOGIC
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -247,6 +270,32 @@ def test_pow_zero_exponent_gradient_is_zero_at_zero(device):
     x = tg.tensor([0.0, 1.5], device=device, requires_grad=True)
     (x ** 0).sum().backward()
     assert x.grad.tolist() == [0.0, 0.0]
+
+
+# ---- remainder has PyTorch's gradient; floor division has none ---------------------------------
+def test_remainder_gradient_is_not_dropped(device):
+    x = tg.tensor([1.5, 3.5], device=device, requires_grad=True)
+    ((x % 2) + x).sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0]  # 1 from x % 2, 1 from x
+
+
+def test_remainder_gradient_matches_pytorch(device):
+    # Values from torch 2 (remainder_backward): d/da = 1, d/db = -floor(a / b), -inf at b == 0.
+    a = tg.tensor([5.3, -5.3, 7.0, 1.0], dtype=tg.float64, device=device, requires_grad=True)
+    b = tg.tensor([2.0, 2.0, -3.0, 0.0], dtype=tg.float64, device=device, requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        (a % b).sum().backward()
+    assert a.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert b.grad.tolist() == [-2.0, 3.0, 3.0, -np.inf]
+
+
+def test_integer_remainder_and_floor_division_carry_no_gradient(device):
+    i = tg.tensor([5, -7], device=device)
+    assert (i % 3).tolist() == [2, 2] and not (i % 3).requires_grad
+    x = tg.tensor([1.5, -2.5], device=device, requires_grad=True)
+    assert not (x // 2).requires_grad and not tg.floor_divide(x, x).requires_grad
+    (i % x).sum().backward()  # the int operand is cast; the float one gets -floor(i / x)
+    assert x.grad.tolist() == [-3.0, -2.0]
 
 
 # ---- dtypes of results (torch.result_type) -----------------------------------------------------

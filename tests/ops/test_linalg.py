@@ -125,6 +125,10 @@ CASES = [
            make=_away_from_zero((3, 4)), name="norm-3"),
     OpCase(("norm",), lambda x: x.norm(p=1.5), _norm_ref(1.5), make=_away_from_zero((3, 4)),
            name="norm-1.5"),
+    OpCase(("norm",), lambda x: x.norm(p=0.5, dim=1), _norm_ref(0.5, 1),
+           make=_away_from_zero((3, 4)), name="norm-0.5"),
+    OpCase(("norm",), lambda x: x.norm(p=-1), _norm_ref(-1), make=_away_from_zero((3, 4)),
+           name="norm-neg-1"),
     OpCase(("norm",), lambda x: x.norm(p=0, dim=1), _norm_ref(0, 1),
            make=_away_from_zero((3, 4)), name="norm-0"),
 ]
@@ -282,7 +286,7 @@ def test_einsum_errors_name_the_equation():
 
 # ---- norm --------------------------------------------------------------------------------
 def test_norm_gradient_at_zero_is_zero_not_nan(device):
-    for p in (2, "fro", 3, 1.5):
+    for p in (2, "fro", 1, 3, 1.5, math.inf, -math.inf, 0.5, 0.3, -1):
         x = tg.zeros(4, dtype=tg.float64, device=device, requires_grad=True)
         x.norm(p=p).backward()
         assert x.grad.tolist() == [0.0] * 4, p
@@ -291,11 +295,23 @@ def test_norm_gradient_at_zero_is_zero_not_nan(device):
     np.testing.assert_allclose(x.grad.cpu().numpy(), [[0, 0], [0.6, 0.8]], rtol=1e-6)
 
 
+def test_norm_below_one_gradient_at_a_zero_element_is_zero(device):
+    # |x|**(p-1) is infinite at 0 when p < 1; PyTorch's gradient there is 0 (values: torch 2).
+    x = tg.tensor([0.0, 1.0, -2.0], dtype=tg.float64, device=device, requires_grad=True)
+    x.norm(p=0.5).backward()
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [0, 2 ** 0.5 + 1, -(2 ** 0.5 + 1) / 2 ** 0.5],
+                               rtol=1e-12)
+    x = tg.tensor([[0.0, 0.0], [0.0, 3.0]], dtype=tg.float64, device=device, requires_grad=True)
+    x.norm(p=-1, dim=1).sum().backward()  # a zero element makes a negative-p norm 0
+    assert x.grad.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
 def test_norm_second_order_at_zero_is_finite(device):
-    x = tg.zeros(3, dtype=tg.float64, device=device, requires_grad=True)
-    (g,) = tg.autograd.grad(x.norm(), x, create_graph=True)
-    g.sum().backward()
-    assert np.all(np.isfinite(x.grad.cpu().numpy()))
+    for p in (2, 0.5):
+        x = tg.zeros(3, dtype=tg.float64, device=device, requires_grad=True)
+        (g,) = tg.autograd.grad(x.norm(p), x, create_graph=True)
+        g.sum().backward()
+        assert np.all(np.isfinite(x.grad.cpu().numpy())), p
 
 
 def test_norm_inf_splits_ties_evenly(device):

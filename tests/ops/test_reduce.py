@@ -93,9 +93,9 @@ CASES = (
         OpCase(("prod",), lambda x: x.prod(dim=(0, 1), keepdim=True),
                lambda x: np.prod(x, keepdims=True), make=_with_zeros, name="prod-zeros-tuple"),
         # Kinked: max/min/amax/amin, first order only, on inputs without ties.
-        OpCase(("amax",), lambda x: x.max(), np.max, make=_distinct(S3), second_order=False,
+        OpCase(("max",), lambda x: x.max(), np.max, make=_distinct(S3), second_order=False,
                name="max-full"),
-        OpCase(("amin",), lambda x: tg.min(x), np.min, make=_distinct(S3), second_order=False,
+        OpCase(("min",), lambda x: tg.min(x), np.min, make=_distinct(S3), second_order=False,
                name="min-full"),
         OpCase(("amax",), lambda x: x.amax(dim=(0, -1)), lambda x: np.amax(x, axis=(0, 2)),
                make=_distinct(S3), second_order=False, name="amax-tuple"),
@@ -181,6 +181,39 @@ def test_full_reductions_split_the_gradient_among_ties(device):
     assert _grad(lambda x: x.amin(dim=0), data, device) == [[1, 0, 0], [0, 1, 1]]
     assert _grad(lambda x: tg.min(x), [[1.0, 1.0], [1.0, 4.0]], device) == [[1 / 3] * 2,
                                                                               [1 / 3, 0]]
+
+
+NAN = float("nan")
+
+
+def _nan_grad(fn, data, device):
+    # The gradient, with NaN written as None so that lists compare.
+    return [[None if g != g else g for g in row] for row in _grad(fn, data, device)]
+
+
+def test_full_max_and_min_send_the_gradient_to_nan(device):
+    # PyTorch: a NaN is the extremum, so the NaNs are the tied elements and share the gradient.
+    assert _grad(lambda x: x.max(), [[1.0, NAN, 2.0]], device) == [[0, 1, 0]]
+    assert _grad(lambda x: tg.min(x), [[1.0, NAN, 2.0]], device) == [[0, 1, 0]]
+    assert _grad(lambda x: x.max(), [[1.0, NAN], [2.0, NAN]], device) == [[0, 0.5], [0, 0.5]]
+    assert _grad(lambda x: x.min(), [[NAN, NAN]], device) == [[0.5, 0.5]]
+
+
+def test_amax_and_amin_give_a_nan_slice_a_nan_gradient(device):
+    # PyTorch's amax/amin find no element equal to a NaN result: the whole slice gets NaN.
+    data = [[1.0, NAN, 2.0], [3.0, 1.0, 3.0]]
+    assert _nan_grad(lambda x: x.amax(dim=1), data, device) == [[None] * 3, [0.5, 0, 0.5]]
+    assert _nan_grad(lambda x: x.amin(dim=1, keepdim=True), data, device) == [[None] * 3,
+                                                                              [0, 1, 0]]
+    assert _nan_grad(lambda x: x.amax(), data, device) == [[None] * 3] * 2
+
+
+def test_max_over_a_dim_routes_the_gradient_to_the_first_nan(device):
+    data = [[1.0, NAN, 2.0, NAN], [3.0, 1.0, 3.0, 0.0]]
+    x = tg.tensor(data, device=device)
+    assert x.max(1).indices.tolist() == [1, 0] and x.argmin(1).tolist() == [1, 3]
+    assert _grad(lambda x: x.max(dim=1).values, data, device) == [[0, 1, 0, 0], [1, 0, 0, 0]]
+    assert _grad(lambda x: x.min(dim=1).values, data, device) == [[0, 1, 0, 0], [0, 0, 0, 1]]
 
 
 def test_max_over_a_dim_routes_the_gradient_to_the_returned_index(device):

@@ -6,7 +6,7 @@ import pytest
 from harness import OpCase, check_op
 
 import tensorgrad as tg
-from tensorgrad.errors import ShapeError
+from tensorgrad.errors import GraphError, ShapeError
 
 
 def _other_device(x):
@@ -125,6 +125,83 @@ def test_permute_and_narrow_are_views_flip_is_a_copy():
     assert p.tolist() == [[1.0, 1.0]] * 3 and n.tolist() == [[1.0, 1.0]] * 2
     assert f.tolist() == [[3.0, 4.0, 5.0], [0.0, 1.0, 2.0]]  # PyTorch's flip copies
     assert r.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]  # and so does repeat
+
+
+# ---- views that change nothing are new tensors, as in PyTorch ---------------------------
+# name -> the no-op view of a (2, 3) tensor, or of the 0-d or 1-d tensor its name ends with.
+NO_OP_VIEWS = {
+    "view": lambda x: x.view(2, 3), "reshape": lambda x: x.reshape(-1, 3),
+    "view_as": lambda x: x.view_as(x), "reshape_as": lambda x: x.reshape_as(x),
+    "squeeze": lambda x: x.squeeze(), "squeeze-dim": lambda x: x.squeeze(0),
+    "unflatten": lambda x: x.unflatten(1, (3,)), "expand": lambda x: x.expand(2, 3),
+    "expand-minus-one": lambda x: x.expand(-1, -1), "expand_as": lambda x: x.expand_as(x),
+    "broadcast_to": lambda x: tg.broadcast_to(x, (2, 3)),
+    "permute": lambda x: x.permute(0, 1), "transpose-same-dim": lambda x: x.transpose(1, 1),
+    "movedim": lambda x: x.movedim(0, 0), "transpose-0d": lambda s: s.transpose(0, -1),
+    "t-0d": lambda s: s.t(), "T-0d": lambda s: s.T, "t-1d": lambda r: r.t(),
+    "T-1d": lambda r: r.T,
+}
+
+
+def _base(name, x):
+    # The tensor the no-op view is taken of: x itself, or a 0-d or 1-d tensor made from it.
+    return x.sum() if name.endswith("0d") else x[0] if name.endswith("1d") else x
+
+
+@pytest.mark.parametrize("name", NO_OP_VIEWS)
+def test_a_view_that_changes_nothing_is_a_new_tensor_on_the_graph(name, device):
+    x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], device=device, requires_grad=True)
+    base = _base(name, x)
+    v = NO_OP_VIEWS[name](base)
+    assert v is not base and v.shape == base.shape
+    assert not v.is_leaf and v.grad_fn is not None and v.requires_grad
+    with pytest.raises(GraphError, match="leaf"):  # not a leaf: x's flag cannot be switched
+        v.requires_grad_(False)
+    assert x.requires_grad
+    w = tg.arange(1.0, 1.0 + v.numel(), device=device).reshape(v.shape)
+    (v * w).sum().backward()
+    expected = {"0d": [[1.0] * 3] * 2, "1d": [[1.0, 2.0, 3.0], [0.0] * 3]}.get(
+        name[-2:], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert x.grad.tolist() == expected
+
+
+@pytest.mark.parametrize("name", NO_OP_VIEWS)
+def test_a_view_that_changes_nothing_shares_storage_and_version(name, device):
+    x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], device=device)
+    base = _base(name, x)
+    v = NO_OP_VIEWS[name](base)
+    assert v is not base and v.is_leaf and not v.requires_grad  # a plain alias: no graph
+    version = base._version
+    with tg.no_grad():
+        base.mul_(10)
+    assert v._version == base._version == version + 1  # one counter: saved-tensor checks see it
+    assert v.tolist() == base.tolist()
+
+
+def test_flatten_of_one_dimension_returns_its_input():
+    # PyTorch's flatten returns the input itself when there is nothing to flatten.
+    x = tg.zeros(2, 3, requires_grad=True)
+    assert x.flatten(1, 1) is x and x.flatten(-2, 0) is x
+    v = tg.zeros(3).flatten()
+    assert v.shape == (3,)
+    s = tg.tensor(1.0, requires_grad=True)
+    assert s.flatten() is not s and s.flatten().shape == (1,)
+
+
+def test_an_expand_that_changes_nothing_can_be_written_through():
+    # Nothing is repeated, so PyTorch allows in-place writes; real expansions stay read-only.
+    x = tg.zeros(2, 3)
+    x.expand(2, 3).add_(1.0)
+    assert x.tolist() == [[1.0] * 3] * 2
+    with pytest.raises(GraphError, match="read-only"):
+        tg.zeros(3).expand(2, 3).add_(1.0)
+
+
+def test_transpose_of_a_0d_tensor_checks_its_dims():
+    s = tg.tensor(1.0)
+    assert s.transpose(-1, 0).shape == ()
+    with pytest.raises(ShapeError, match=r"\[-1, 0\]"):
+        s.transpose(0, 1)
 
 
 # ---- reshape / expand / squeeze conventions --------------------------------------------
