@@ -12,7 +12,8 @@ Public re-exports only; each name lives in the module the README's architecture 
 
 from . import (autograd, backend_api, cuda, data, diagnostics, distributed, dtypes, errors, func,
                nn, ops, optim, utils, viz)
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (enable_grad, inference_mode, is_grad_enabled,
+                       is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .creation import (
     arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, frombuffer, full,
     full_like, linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randint_like,

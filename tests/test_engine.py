@@ -730,3 +730,144 @@ def _sum_to(arr, shape):
     arr = arr.sum(axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1)
     return arr.sum(axis=axes, keepdims=True) if axes else arr
+
+
+# ---- grad mode on generators, inference_mode, set_grad_enabled's argument (PyTorch parity) -----
+# Each decorator is made inside the test: set_grad_enabled(False) switches grad mode off as
+# soon as it is constructed (until it decorates), as in PyTorch.
+_MODE_DECORATORS = {  # name: (the decorator, the mode the body sees, the caller's mode)
+    "no_grad()": (lambda: tg.no_grad(), False, True),
+    "no_grad": (lambda: tg.no_grad, False, True),
+    "enable_grad()": (lambda: tg.enable_grad(), True, False),
+    "set_grad_enabled(False)": (lambda: tg.set_grad_enabled(False), False, True),
+    "inference_mode()": (lambda: tg.inference_mode(), False, True),
+    "inference_mode": (lambda: tg.inference_mode, False, True),
+}
+
+
+@pytest.mark.parametrize("name", list(_MODE_DECORATORS))
+def test_grad_mode_decorator_applies_inside_a_generator_body(name):
+    # As PyTorch's _wrap_generator: the mode is set while the body runs, at every resume, and
+    # between next() calls the caller's own mode applies.
+    make, inside, outside = _MODE_DECORATORS[name]
+
+    @make()
+    def gen():
+        for _ in range(3):
+            yield tg.is_grad_enabled()
+
+    with tg.set_grad_enabled(outside):
+        seen_between = []
+        it = gen()
+        for seen in it:
+            assert seen is inside
+            seen_between.append(tg.is_grad_enabled())
+        assert seen_between == [outside] * 3 and tg.is_grad_enabled() is outside
+    assert tg.is_grad_enabled()
+    assert gen.__name__ == "gen"
+
+
+def test_a_decorated_generator_follows_the_caller_switching_modes_between_resumes():
+    @tg.no_grad()
+    def gen():
+        while True:
+            yield tg.is_grad_enabled()
+
+    it = gen()
+    assert next(it) is False and tg.is_grad_enabled()
+    with tg.enable_grad():
+        assert next(it) is False and tg.is_grad_enabled()
+    with tg.no_grad():
+        assert next(it) is False and not tg.is_grad_enabled()
+    assert tg.is_grad_enabled()
+
+
+def test_a_decorated_generator_forwards_send_throw_close_and_its_return_value():
+    log = []
+
+    @tg.no_grad()
+    def gen():
+        got = yield "first"
+        log.append(("sent", got, tg.is_grad_enabled()))
+        try:
+            yield "second"
+        except ValueError as e:
+            log.append(("caught", str(e), tg.is_grad_enabled()))
+            yield "after throw"
+        finally:
+            log.append(("finally", tg.is_grad_enabled()))
+        return "done"
+
+    it = gen()
+    assert next(it) == "first"
+    assert it.send(5) == "second" and tg.is_grad_enabled()
+    assert it.throw(ValueError("boom")) == "after throw" and tg.is_grad_enabled()
+    it.close()
+    assert tg.is_grad_enabled()
+    assert log == [("sent", 5, False), ("caught", "boom", False), ("finally", False)]
+
+    def outer():
+        result = yield from gen()
+        yield result
+
+    assert list(outer())[-1] == "done"  # StopIteration's value is handed on
+    with pytest.raises(TypeError, match="non-None"):  # as a plain generator
+        gen().send(1)
+
+
+def test_an_exception_escaping_a_decorated_generator_restores_the_mode(device):
+    x = _leaf(device)
+
+    @tg.no_grad()
+    def gen():
+        yield x * 2.0
+        raise KeyError("k")
+
+    it = gen()
+    assert not next(it).requires_grad  # no graph recorded inside the body
+    with pytest.raises(KeyError):
+        next(it)
+    assert tg.is_grad_enabled() and (x * 2.0).requires_grad
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None, np.bool_(False), "tensor"])
+def test_set_grad_enabled_takes_only_a_bool(bad):
+    bad = tg.tensor(False) if bad == "tensor" else bad
+    try:
+        with pytest.raises(TypeError, match="set_grad_enabled: mode must be a bool"):
+            tg.set_grad_enabled(bad)
+        assert tg.is_grad_enabled()  # unchanged
+    finally:
+        tg.set_grad_enabled(True)  # had the call gone through, the next tests would not record
+
+
+def test_inference_mode_switches_recording_off_like_no_grad(device):
+    x = _leaf(device)
+    assert not tg.is_inference_mode_enabled()
+    with tg.inference_mode():
+        assert tg.is_inference_mode_enabled() and not tg.is_grad_enabled()
+        assert not (x * 2.0).requires_grad
+        with tg.enable_grad():  # as PyTorch: grad mode on, still in inference mode
+            assert tg.is_inference_mode_enabled() and tg.is_grad_enabled()
+        with tg.inference_mode(False):  # as PyTorch: recording back on
+            assert not tg.is_inference_mode_enabled() and tg.is_grad_enabled()
+        assert tg.is_inference_mode_enabled() and not tg.is_grad_enabled()
+    assert not tg.is_inference_mode_enabled() and tg.is_grad_enabled()
+    with pytest.raises(KeyError), tg.inference_mode():
+        raise KeyError
+    assert not tg.is_inference_mode_enabled() and tg.is_grad_enabled()
+    tg.inference_mode()  # unlike set_grad_enabled, a plain call changes nothing
+    assert not tg.is_inference_mode_enabled()
+    assert tg.autograd.inference_mode is tg.inference_mode
+
+
+def test_inference_mode_decorates_with_or_without_parentheses():
+    def state():
+        return tg.is_inference_mode_enabled(), tg.is_grad_enabled()
+
+    bare, called, off = tg.inference_mode(state), tg.inference_mode()(state), None
+    off = tg.inference_mode(False)(state)
+    assert bare() == called() == (True, False) and bare.__name__ == "state"
+    with tg.inference_mode():
+        assert off() == (False, True)
+    assert state() == (False, True)

@@ -8,6 +8,7 @@ import pytest
 
 import tensorgrad as tg
 from tensorgrad.autograd import Function
+from tensorgrad.autograd.function import once_differentiable
 from tensorgrad.errors import GraphError, ShapeError
 from tensorgrad.ops import registry
 
@@ -568,3 +569,80 @@ def test_gradcheck_custom_ops(device):
     assert tg.autograd.gradgradcheck(MyExp.apply, (x,))
     assert tg.autograd.gradgradcheck(MulAdd.apply, (x, y))
     assert math.isfinite(MyExp.apply(x).sum().item())
+
+
+# ---- once_differentiable -------------------------------------------------------------------------
+class OnceSquare(Function):
+    """x * x with a backward that is not differentiable (as if it ran a NumPy kernel)."""
+
+    seen = []
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        OnceSquare.seen.append((tg.is_grad_enabled(), x.requires_grad, g.requires_grad))
+        return 2 * x * g
+
+
+def test_once_differentiable_backward_runs_with_grad_mode_off(device):
+    OnceSquare.seen.clear()
+    x = _x(device)
+    OnceSquare.apply(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(force=True), [1.0, -2.0, 4.0])
+    (g,) = tg.autograd.grad(OnceSquare.apply(x).sum(), x)
+    assert not g.requires_grad
+    # As PyTorch: grad mode off even under create_graph (the saved input still requires grad,
+    # the incoming gradient does not).
+    tg.autograd.grad(OnceSquare.apply(x).sum(), x, create_graph=True)
+    assert OnceSquare.seen == [(False, True, False)] * 3
+    assert OnceSquare.backward.__name__ == "backward"
+
+
+def test_differentiating_a_once_differentiable_gradient_again_raises(device):
+    x = _x(device)
+    (g,) = tg.autograd.grad(OnceSquare.apply(x).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.numpy(force=True), [1.0, -2.0, 4.0])
+    assert g.requires_grad and g.grad_fn.name() == "OnceDifferentiableBackward0"
+    with pytest.raises(GraphError, match="OnceSquare.backward: trying to differentiate twice a "
+                                         "function that was marked with @once_differentiable"):
+        tg.autograd.grad(g.sum(), x)
+    with pytest.raises(GraphError, match="once_differentiable"):
+        g.sum().backward()
+    # Mixed with differentiable terms it still raises (PyTorch returns a wrong second
+    # derivative there, having left the gradient a constant).
+    (g3,) = tg.autograd.grad(OnceSquare.apply(x).sum() + (x ** 3).sum(), x, create_graph=True)
+    with pytest.raises(GraphError, match="once_differentiable"):
+        tg.autograd.grad(g3.sum(), x)
+
+
+def test_once_differentiable_gradient_outputs_that_require_grad(device):
+    x = _x(device)
+    go = tg.ones(3, dtype=tg.float64, device=device, requires_grad=True)
+    (g,) = tg.autograd.grad(OnceSquare.apply(x), x, grad_outputs=go, create_graph=True)
+    with pytest.raises(GraphError, match="once_differentiable"):
+        tg.autograd.grad(g.sum(), go)
+
+
+def test_once_differentiable_keeps_none_and_tuples(device):
+    class Scale(Function):
+        @staticmethod
+        def forward(ctx, x, y):
+            return x * 2.0
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, g):
+            return g * 2.0, None
+
+    x = _x(device)
+    (g,) = tg.autograd.grad(Scale.apply(x, _x(device, requires_grad=False)).sum(), x,
+                            create_graph=True)
+    np.testing.assert_allclose(g.numpy(force=True), [2.0, 2.0, 2.0])
+    with pytest.raises(GraphError, match="Scale.backward"):
+        tg.autograd.grad(g.sum(), x)

@@ -382,3 +382,139 @@ def test_logical_operators_on_bool_and_int():
 def test_tensor_is_hashable_by_identity():
     x, y = tg.ones(2), tg.ones(2)
     assert len({x, y}) == 2 and {x: 1}[x] == 1
+
+
+# ---- .data is invisible to autograd; .grad is validated on assignment (PyTorch parity) -------
+def test_writes_through_data_are_invisible_to_autograd():
+    # As PyTorch: .data has a version counter of its own, so backward does not raise, and the
+    # saved x is read as it is now (2 * new x), as PyTorch reads it.
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    d = x.data
+    d.add_(1.0)
+    assert d._version == 1 and x._version == 0
+    y.backward()
+    assert x.grad.tolist() == [4.0, 6.0]
+
+
+def test_each_data_has_its_own_version_counter_and_detach_shares_it():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    d1, d2, alias = x.data, x.data, x.detach()
+    d1.mul_(2.0)
+    assert (d1._version, d2._version, x._version, alias._version) == (1, 0, 0, 0)
+    alias.add_(1.0)
+    assert x._version == alias._version == 1 and d1._version == 1
+    assert x.tolist() == d2.tolist() == [3.0, 5.0]
+
+
+def test_data_of_a_non_leaf_writes_unseen_by_autograd():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    z = x * 2.0
+    w = z * z
+    z.data.mul_(10.0)  # PyTorch: no error, and backward reads the new z
+    w.sum().backward()
+    assert x.grad.tolist() == [80.0, 160.0]
+
+
+def test_assigning_data_bumps_no_version():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    x.data = tg.tensor([3.0, 4.0])
+    assert x._version == 0
+    y.backward()  # as PyTorch: the saved x is x, now holding the new data
+    assert x.grad.tolist() == [6.0, 8.0]
+
+
+def test_assigning_integer_data_to_a_tensor_that_requires_grad_raises():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(tg.DTypeError, match="floating point.*int64"):
+        x.data = tg.tensor([1, 2])
+    assert x.dtype == tg.float32
+    y = tg.tensor([1.0, 2.0])
+    y.data = tg.tensor([1, 2])  # fine where no gradient is wanted
+    assert y.dtype == tg.int64
+
+
+@pytest.mark.parametrize("bad,kind", [([0.0, 0.0], "list"), (1.0, "float"),
+                                      (np.zeros(2, np.float32), "numpy.ndarray")])
+def test_assigning_a_grad_that_is_not_a_tensor_raises_type_error(bad, kind):
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=f"expected to be a Tensor or None but got grad of "
+                                        f"type {kind}"):
+        x.grad = bad
+    assert x.grad is None
+
+
+def test_assigning_a_grad_of_another_shape_dtype_or_device_raises():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(tg.ShapeError, match=r"shape \(2, 2\) but the tensor has shape \(2,\)"):
+        x.grad = tg.zeros(2, 2)
+    with pytest.raises(tg.ShapeError, match=r"shape \(\) but the tensor has shape \(2,\)"):
+        x.grad = tg.tensor(0.0)
+    with pytest.raises(tg.DTypeError, match="dtype float64 but the tensor has dtype float32"):
+        x.grad = tg.zeros(2, dtype=tg.float64)
+    with pytest.raises(tg.DTypeError, match=r"hint: .*g\.to\(tg\.float32\)"):
+        x.grad = tg.zeros(2, dtype=tg.int64)
+    with pytest.raises(tg.DeviceError, match="is on alt:0 but the tensor is on cpu"):
+        x.grad = tg.zeros(2, device="alt")
+    assert x.grad is None
+    for err in (tg.ShapeError, tg.DTypeError, tg.DeviceError):
+        assert issubclass(err, RuntimeError)  # what PyTorch raises
+
+
+def test_assigning_a_valid_grad():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    g = tg.ones(2)
+    x.grad = g
+    assert x.grad is g
+    (x * x).sum().backward()  # accumulates into it
+    assert x.grad is g and g.tolist() == [3.0, 5.0]
+    x.grad = tg.ones(2, requires_grad=True)  # allowed, as in PyTorch
+    del x.grad
+    assert x.grad is None
+    import copy
+    g = tg.ones(2)
+    g._device = copy.copy(x.device)  # an equal device object, not the canonical one: fine
+    x.grad = g
+    assert x.grad is g
+    i = tg.tensor([1, 2])
+    i.grad = tg.tensor([0, 0])  # PyTorch checks the dtype only against the tensor's own
+    assert i.grad.tolist() == [0, 0]
+
+
+def test_grad_of_a_view_and_of_an_alias():
+    x = tg.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    v = x.reshape(2, 2)
+    assert v.grad is None
+    v.grad = tg.ones(2, 2)
+    assert v.grad.shape == (2, 2) and x.grad is None
+    with pytest.raises(tg.ShapeError, match=r"shape \(4,\) but the tensor has shape \(2, 2\)"):
+        v.grad = tg.ones(4)
+    alias = x.detach()
+    x.grad = tg.ones(4)
+    assert alias.grad is None
+    with pytest.raises(tg.ShapeError):
+        x.data.grad = tg.ones(3)
+
+
+def test_parameter_grad_is_validated_too():
+    p = tg.nn.Parameter(tg.zeros(3))
+    with pytest.raises(tg.ShapeError):
+        p.grad = tg.zeros(2)
+    p.grad = tg.ones(3)
+    assert p.grad.tolist() == [1.0, 1.0, 1.0]
+    import copy
+    q = copy.deepcopy(p)
+    assert q.grad.tolist() == [1.0, 1.0, 1.0] and q.grad is not p.grad
+
+
+def test_retain_grad_on_a_tensor_that_does_not_require_grad_raises():
+    with pytest.raises(tg.GraphError, match="can't retain_grad on Tensor that has "
+                                            "requires_grad=False"):
+        tg.ones(2).retain_grad()
+    x = tg.ones(2, requires_grad=True)
+    with tg.no_grad():
+        y = x * 2.0
+    with pytest.raises(RuntimeError, match="requires_grad=False"):
+        y.retain_grad()
+    x.retain_grad()  # a leaf that requires grad: allowed, nothing to do

@@ -1,11 +1,20 @@
 """tensorgrad.autograd: the engine's public face (torch.autograd's names).
 
 `grad`, `backward`, `no_grad`/`enable_grad`/`set_grad_enabled`/`is_grad_enabled`,
+`inference_mode`/`is_inference_mode_enabled`,
 `Function` (custom ops), `gradcheck`/`gradgradcheck`, `detect_anomaly`.
 """
 
 from .engine import _root_grad, run_backward
-from .graph import Node, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .graph import (
+    Node,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
@@ -59,7 +68,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-           "is_grad_enabled", "Node"]
+           "is_grad_enabled", "inference_mode", "is_inference_mode_enabled", "Node"]
 
 from .function import Function, FunctionCtx  # noqa: E402
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402

@@ -160,9 +160,9 @@ def _output_hooks(node, g, create_graph, handed_out, held):
         if t is not None:  # as PyTorch: a copy of its own, summed over backward calls
             if not create_graph:
                 g_own = Tensor._wrap(g._array.copy(), g._device)
-                t.grad = g_own if t.grad is None else t.grad + g_own
+                t._grad = g_own if t._grad is None else t._grad + g_own
             else:
-                t.grad = g.clone() if t.grad is None else t.grad + g
+                t._grad = g.clone() if t._grad is None else t._grad + g
     return g
 
 
@@ -354,7 +354,7 @@ def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
     (`in_flight`: mid-backward, while other gradients still flow through the graph)."""
     if leaf._hooks:
         g = _call_hooks(leaf._hooks, g, handed_out)
-    grad = leaf.grad
+    grad = leaf._grad  # the slot: every gradient here was checked against the leaf
     if grad is None:
         if g._rg and not create_graph:  # a VJP's own results are never on the graph here
             g = g.detach()
@@ -371,11 +371,11 @@ def _accumulate(leaf, g, create_graph, handed_out, in_flight=False):
         handed_out.add(id(a))
         if base is not None:
             handed_out.add(id(base))
-        leaf.grad = g
+        leaf._grad = g
     elif create_graph or in_flight and id(grad._array) in handed_out:
         # Out of place: under create_graph the sum is differentiable; and mid-backward, a
         # .grad the caller passed in as a root gradient is still read by the rest of the graph.
-        leaf.grad = grad + (g if create_graph else g.detach())
+        leaf._grad = grad + (g if create_graph else g.detach())
     else:  # the common case, a step after the first: a plain array sum, no tensor made
         grad._array += g._array
         grad._vc[0] += 1

@@ -17,6 +17,7 @@ and re-wrapped on access, and ctx holds its node weakly, so reference counting f
 Imports core modules lazily (tensor, registry) because autograd is imported before ops.
 """
 
+import functools
 import weakref
 
 from ..errors import GraphError
@@ -181,6 +182,75 @@ def _zeros(meta):
     from ..dtypes import _FROM_NP
     shape, dtype, device = meta
     return zeros(shape, dtype=_FROM_NP[dtype], device=device)
+
+
+# ---- once_differentiable ---------------------------------------------------------------------
+def once_differentiable(backward):
+    """Decorate a Function's `backward` that is not written in differentiable ops.
+
+    It runs with grad mode off. Under `create_graph` the gradients it returns are marked: they
+    require grad, and differentiating them again raises GraphError naming the Function.
+    (PyTorch marks them only when a gradient flowing into backward requires grad, and
+    otherwise returns constants, so a later second derivative through them is silently
+    wrong; here they are marked whenever `create_graph` is on.)
+
+    >>> import tensorgrad as tg
+    >>> from tensorgrad.autograd.function import once_differentiable
+    >>> class Square(tg.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x * x
+    ...     @staticmethod
+    ...     @once_differentiable
+    ...     def backward(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 2 * x * g
+    >>> x = tg.tensor(3.0, requires_grad=True)
+    >>> (g,) = tg.autograd.grad(Square.apply(x), x, create_graph=True)
+    >>> g.item(), g.grad_fn
+    (6.0, <OnceDifferentiableBackward0>)
+    """
+    @functools.wraps(backward)
+    def wrapper(ctx, *grad_outputs):
+        with no_grad():
+            result = backward(ctx, *grad_outputs)
+        if not graph._mode.enabled:
+            return result
+        if isinstance(result, (tuple, list)):
+            return type(result)(_mark_once(ctx, grad_outputs, r) for r in result)
+        return _mark_once(ctx, grad_outputs, result)
+    return wrapper
+
+
+def _mark_once(ctx, grad_outputs, result):
+    """`result` behind a node whose VJP raises, with edges to what it depends on: the
+    Function's inputs and the gradients given to backward (so autograd.grad reaches it)."""
+    from ..ops.registry import OpDef, edges_and_meta
+    from ..tensor import Tensor
+    if not isinstance(result, Tensor):
+        return result
+    edges, in_meta = edges_and_meta([g for g in grad_outputs if isinstance(g, Tensor)])
+    fn_node = ctx._node_ref() if ctx._node_ref is not None else None
+    if fn_node is not None:
+        edges, in_meta = list(fn_node.edges) + edges, list(fn_node.in_meta) + in_meta
+    if not _ONCE:
+        _ONCE.append(OpDef("once_differentiable", None, _once_vjp, family="function"))
+    node = Node(_ONCE[0], edges, in_meta, tuple(e is not None for e in edges),
+                {"cls": ctx._cls})
+    node.out_meta = (result._array.shape, result._array.dtype, result._device)
+    return Tensor._wrap(result._array, result._device, True, node, result._vc)
+
+
+def _once_vjp(node, g, cls):
+    name = getattr(cls, "__name__", "Function")
+    raise GraphError(f"{name}.backward: trying to differentiate twice a function that was "
+                     "marked with @once_differentiable\n  hint: write its backward in "
+                     "tensorgrad ops and drop the decorator to get higher-order gradients, or "
+                     "do not differentiate its gradient again")
+
+
+_ONCE = []  # the OpDef of the raising node, made on first use (ops import after autograd)
 
 
 # ---- Function ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Imports nothing from tensorgrad but errors.
 """
 
 import functools
+import inspect
 import threading
 
 from ..errors import GraphError
@@ -18,6 +19,7 @@ from ..errors import GraphError
 class _GradMode(threading.local):
     def __init__(self):
         self.enabled = True
+        self.inference = False
 
 
 _mode = _GradMode()
@@ -28,15 +30,84 @@ def is_grad_enabled():
     return _mode.enabled
 
 
-class set_grad_enabled:
-    """Context manager (and decorator) that turns recording on or off."""
+def is_inference_mode_enabled():
+    """True inside `tg.inference_mode()`."""
+    return _mode.inference
+
+
+def _decorate(make_ctx, fn):
+    """`fn` run inside a fresh `make_ctx()`: a generator function's body too, at each resume."""
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(make_ctx, fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_ctx():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _wrap_generator(make_ctx, fn):
+    # As PyTorch's: the mode is set while the generator's body runs and restored at each
+    # yield, so between `next()` calls the caller's mode applies; send, throw and close are
+    # forwarded to the body, inside the mode.
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        gen = fn(*args, **kwargs)
+        try:
+            with make_ctx():
+                response = gen.send(None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    with make_ctx():
+                        gen.close()
+                    raise
+                except BaseException as exc:
+                    with make_ctx():
+                        response = gen.throw(exc)
+                else:
+                    with make_ctx():
+                        response = gen.send(request)
+        except StopIteration as stop:
+            return stop.value
+    return wrapper
+
+
+class _ModeContext:
+    """A grad-mode context manager that also decorates functions and generator functions."""
+
+    def __call__(self, fn):
+        return _decorate(self._clone, fn)
+
+    def _clone(self):
+        return self.__class__()
+
+
+class set_grad_enabled(_ModeContext):
+    """Context manager (and decorator) that turns recording on or off.
+
+    >>> import tensorgrad as tg
+    >>> with tg.set_grad_enabled(False):
+    ...     tg.is_grad_enabled()
+    False
+    """
 
     def __init__(self, mode):
-        self.mode = bool(mode)
+        if not isinstance(mode, bool):  # as PyTorch: not an int, nor a NumPy or tensor bool
+            kind = type(mode)
+            name = kind.__qualname__
+            if kind.__module__ != "builtins":
+                name = f"{kind.__module__}.{name}"
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {name}\n  hint: pass "
+                            "True or False, e.g. tg.set_grad_enabled(bool(flag))")
+        self.mode = mode
         self.prev = _mode.enabled
-        _mode.enabled = self.mode  # PyTorch's set_grad_enabled also acts as a plain call
+        _mode.enabled = mode  # PyTorch's set_grad_enabled also acts as a plain call
 
     def __enter__(self):
+        _mode.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
@@ -45,15 +116,15 @@ class set_grad_enabled:
 
     def __call__(self, fn):
         _mode.enabled = self.prev  # as a decorator, the mode applies only inside fn
+        return super().__call__(fn)
 
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(self.mode):
-                return fn(*args, **kwargs)
-        return wrapper
+    def _clone(self):
+        return set_grad_enabled(self.mode)
 
 
-class _ModeContext:
+class _FixedMode(_ModeContext):
+    """no_grad and enable_grad: one fixed mode, entered anew by each `with`."""
+
     mode = True
 
     def __new__(cls, fn=None):
@@ -73,24 +144,52 @@ class _ModeContext:
         _mode.enabled = self.prev
         return False
 
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-        return wrapper
 
-
-class no_grad(_ModeContext):
+class no_grad(_FixedMode):
     """Ops inside record nothing: `with tg.no_grad(): w -= lr * w.grad`."""
 
     mode = False
 
 
-class enable_grad(_ModeContext):
+class enable_grad(_FixedMode):
     """Turn recording back on inside a `no_grad` block."""
 
     mode = True
+
+
+class inference_mode(_ModeContext):
+    """PyTorch's `inference_mode`; here the same as `no_grad` (mode=False: as `enable_grad`).
+
+    PyTorch's inference tensors (no version counter, no later use in recorded ops) are an
+    optimisation tensorgrad has no counterpart for, so this only switches recording off and
+    makes `tg.is_inference_mode_enabled()` true.
+
+    >>> import tensorgrad as tg
+    >>> x = tg.ones(2, requires_grad=True)
+    >>> with tg.inference_mode():
+    ...     (x * 2).requires_grad, tg.is_inference_mode_enabled()
+    (False, True)
+    """
+
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return super().__new__(cls)
+        return cls()(mode)  # bare `@tg.inference_mode`, as in PyTorch
+
+    def __init__(self, mode=True):
+        self.mode = mode
+
+    def __enter__(self):
+        self.prev = _mode.enabled, _mode.inference
+        _mode.enabled, _mode.inference = not self.mode, self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled, _mode.inference = self.prev
+        return False
+
+    def _clone(self):
+        return inference_mode(self.mode)
 
 
 class Node:

@@ -204,7 +204,7 @@ def test_update_is_in_place_and_bumps_versions(which, device):
     fn = dict(_calls(device))[which]
     p = tg.tensor([[1.0, -2.0], [0.5, 3.0]], device=device, requires_grad=True)
     g = tg.tensor([[0.3, -0.1], [2.0, 1.0]], device=device)
-    view = p.data  # shares p's storage and version counter
+    view = p.detach()  # shares p's storage and version counter (.data has its own)
     before, g_before, storage = p.tolist(), g.tolist(), p.array
     v_p, v_g = p._version, g._version
     with tg.no_grad():
