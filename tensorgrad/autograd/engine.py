@@ -68,8 +68,9 @@ def _check_grads(node, grads):
     Returns the gradients as a tuple."""
     if not isinstance(grads, (tuple, list)) or len(grads) != len(node.edges):
         n = len(grads) if isinstance(grads, (tuple, list)) else 1
-        raise ShapeError(f"{node.op.name}: its VJP returned {n} gradient(s) for "
-                         f"{len(node.edges)} input(s); this is a bug in the op's VJP")
+        who = f"{node.op.name}.backward" if node.op.family == "function" else "its VJP"
+        raise ShapeError(f"{node.op.name}: {who} returned {n} gradient(s) for "
+                         f"{len(node.edges)} input(s); {_culprit(node)}")
     for i, g in enumerate(grads):
         meta = node.in_meta[i]
         if g is None or meta is None:
@@ -80,6 +81,14 @@ def _check_grads(node, grads):
     return tuple(grads)
 
 
+def _culprit(node):
+    """Who returned the wrong gradient: a custom Function's own backward, or a built-in op."""
+    if node.op.family == "function":
+        return f"{node.op.name}.backward must return one gradient per forward input, shaped " \
+               "like it (or None)"
+    return "this is a bug in the op's VJP"
+
+
 def _grad_mismatch(node, i, g, meta):
     shape, dtype, device = meta
     a = getattr(g, "_array", None)
@@ -88,14 +97,14 @@ def _grad_mismatch(node, i, g, meta):
                          f"{i}; expected a Tensor of shape {tuple(shape)}")
     if a.shape != shape:
         raise ShapeError(f"{node.op.name}: the gradient for input {i} has shape "
-                         f"{tuple(a.shape)} but the input has shape {tuple(shape)}; this is "
-                         "a bug in the op's VJP (a missing un-broadcast or reduction?)")
+                         f"{tuple(a.shape)} but the input has shape {tuple(shape)}; "
+                         f"{_culprit(node)} (a missing un-broadcast or reduction?)")
     if a.dtype != dtype:
         raise DTypeError(f"{node.op.name}: the gradient for input {i} has dtype {a.dtype} "
-                         f"but the input has dtype {dtype}; this is a bug in the op's VJP")
+                         f"but the input has dtype {dtype}; {_culprit(node)}")
     if g._device != device:
         raise DeviceError(f"{node.op.name}: the gradient for input {i} is on {g._device} "
-                          f"but the input is on {device}; this is a bug in the op's VJP")
+                          f"but the input is on {device}; {_culprit(node)}")
     g._device = device  # equal but not the canonical object: adopt the canonical one
 
 

@@ -161,14 +161,14 @@ def _method(name, fn):
 
 
 def zero_(self):
-    return fill_(self, 0)
+    return fill_(self, 0, name="zero_")
 
 
-def fill_(self, value):
+def fill_(self, value, *, name="fill_"):
     if isinstance(value, Tensor) and _records(self, (value,)):
-        return _inplace(self, "fill_", lambda x: value.expand(x.shape) + x * 0, (value,))
+        return _inplace(self, name, lambda x: value.expand(x.shape) + x * 0, (value,))
     if _records(self, ()):
-        return _inplace(self, "fill_", lambda x: x * 0 + value)
+        return _inplace(self, name, lambda x: x * 0 + value)
     _write(self, value._array if isinstance(value, Tensor) else value)
     return self
 
