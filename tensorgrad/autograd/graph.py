@@ -220,7 +220,9 @@ class Node:
         n = self.op.name
         if n.lstrip("_")[:1].isupper():  # a custom Function, named by its (CamelCase) class
             return f"{n}Backward"
-        return f"{n.title().replace('_', '')}Backward0"  # PyTorch's names for built-in ops
+        # PyTorch's naming scheme (MulBackward0), from tensorgrad's op names: where PyTorch
+        # dispatches to another kernel the name differs (MatmulBackward0 for its MmBackward0).
+        return f"{n.title().replace('_', '')}Backward0"
 
     def __repr__(self):
         return f"<{self.name()}>"
@@ -255,7 +257,9 @@ class Node:
         if self.versions:
             for i, (vc, version) in enumerate(self.versions):
                 if vc is not None and vc[0] != version:
-                    raise self._version_error(f"input {i}", version, vc[0])
+                    # A Function saves what ctx.save_for_backward got: inputs or outputs.
+                    which = "saved tensor" if self.op.family == "function" else "input"
+                    raise self._version_error(f"{which} {i}", version, vc[0])
         if self.out_version is not None:
             vc, version = self.out_version
             if vc[0] != version:
