@@ -9,8 +9,7 @@ Following PyTorch (shared/DESIGN.md section 4):
 - where a gradient is recorded and the tensor is a view (`a[:2].mul_(2)`, `buf[1:].copy_(y)`),
   the tensor it views is rebased too, onto itself with the view's elements replaced, so it
   sees the write and both get their gradients, as with PyTorch's CopySlices. Other views
-  taken earlier keep the old storage (as for any rebased tensor), and a base whose storage is
-  not C-contiguous is refused with a hint;
+  taken earlier keep the old storage (as for any rebased tensor);
 - on a leaf that requires grad, or a view of one, in grad mode, they raise GraphError.
 """
 
@@ -36,6 +35,13 @@ def _inplace(self, name, compute, others=()):
                 "operation\n  hint: wrap parameter updates in `with tg.no_grad():`, or use the "
                 "out-of-place op (x = x + y)")
         base = _base_of(self)
+        if any(o is self or (base is not None and o is base) for o in others):
+            # The op would save the very object it is about to rebase: its gradient would read
+            # the new value. PyTorch refuses this at backward; refuse it here.
+            raise GraphError(
+                f"{name}: the tensor written in place (or the tensor it views) is also an "
+                "operand, while recording a gradient\n  hint: use the out-of-place op "
+                "(h = h * h), or pass a copy (h.mul_(h.clone()))")
         if base is not None:
             return _through_view(self, base, name, compute)
         _rebase(self, _computed(self, name, compute))
@@ -73,7 +79,7 @@ def _base_of(view):
     rebased since (recorded in-place ops move it to new storage) no longer counts; nor does a
     read-only expanded view, which stays out of place (DESIGN section 4)."""
     base = getattr(view, "_base", None)
-    if base is None or not view._array.flags.writeable:
+    if base is None or not getattr(view._array.flags, "writeable", True):
         return None
     xp = _backend_for(base._device).xp
     return base if xp.may_share_memory(view._array, base._array) else None
@@ -82,54 +88,83 @@ def _base_of(view):
 def _through_view(view, base, name, compute):
     """`view` <- compute(view), written into its base: the base becomes `base` with the view's
     elements replaced (index_put, so both get their gradients), and the view a view of that.
-    PyTorch does the same with its CopySlices node."""
-    if base._node is None and base._rg:
+    PyTorch does the same with its CopySlices node. Other views of the base taken earlier keep
+    the old storage, as after any recorded in-place op on a tensor (DESIGN section 4)."""
+    if base._rg and base._node is None:
         raise GraphError(
             f"{name}: a view of a leaf tensor that requires grad is being used in an in-place "
             "operation\n  hint: wrap parameter updates in `with tg.no_grad():`, or clone the "
             "leaf first (y = x.clone(); y[:2].mul_(2))")
+    if base._rg and not view._rg:
+        raise GraphError(
+            f"{name}: this view was made under no_grad from a tensor that requires grad, and is "
+            "being modified in place with grad mode on: its base's gradient would miss the "
+            "write (PyTorch refuses this too)\n  hint: make the view with grad mode on, or "
+            "write through the base (base[idx] = value)")
     xp = _backend_for(base._device).xp
-    where = _positions(xp, view._array, base._array)
+    old_array = view._array
+    where = _positions(xp, old_array, base._array)
     if where is None:
         raise GraphError(
-            f"{name}: an in-place op on a view of a non-contiguous tensor of shape "
-            f"{tuple(base.shape)} while recording a gradient is not supported\n  hint: make "
-            "the base contiguous first (base = base.contiguous()), or write through it with "
-            "indexing (base[idx] = value)")
+            f"{name}: an in-place op on a view of a tensor of shape {tuple(base.shape)} whose "
+            "elements overlap in memory is not supported while recording a gradient\n  hint: "
+            "clone the base first (base = base.clone())")
     from .indexing import getitem, index_put
     new_view = _computed(view, name, compute)
     index = Tensor._wrap(where, base._device)
     flat = index_put(shape.reshape(base, (-1,)), (index,), new_view)
     _rebase(base, shape.reshape(flat, base.shape))
-    # The view's graph is the gather of its elements from the new base; its array is the same
-    # elements as a view of the new storage, so later writes through either are seen by both.
+    # The view's graph is the gather of its elements from the new base. Its array is the same
+    # elements as a view of the new storage where they form one (so later writes through
+    # either are seen by both), else the gathered copy.
     gathered = getitem(flat, index)
     _rebase(view, gathered, vc=base._vc)
-    view._array = _strided_like(xp, view._array, base._array, where)
+    strided = _strided_view(xp, base._array, where)
+    if strided is not None:
+        view._array = strided
     return view
 
 
 def _positions(xp, view_array, base_array):
-    """The flat indices into a C-contiguous base of a view's elements (the view's shape), or
-    None when the base is not C-contiguous."""
-    if not base_array.flags.c_contiguous:
-        return None
+    """The flat (C-order) indices into the base of the view's elements, in the view's shape;
+    None where the base's elements overlap in memory (a zero stride). Works for any base
+    layout: the base's logical indices are written into an image of its memory, and the image
+    is read back through the view's strides."""
     item = base_array.itemsize
-    offset = (_address(view_array) - _address(base_array)) // item
-    flat = xp.arange(base_array.size, dtype=xp.int64)
-    return xp.lib.stride_tricks.as_strided(
-        flat[offset:], view_array.shape, [s // item * flat.itemsize for s in view_array.strides]
-    ).copy()
+    steps = [st // item for st in base_array.strides]
+    if any(st == 0 and n > 1 for st, n in zip(steps, base_array.shape)):
+        return None
+    low = sum((n - 1) * st for n, st in zip(base_array.shape, steps) if st < 0)
+    high = sum((n - 1) * st for n, st in zip(base_array.shape, steps) if st > 0)
+    image = xp.empty(high - low + 1, dtype=xp.int64)
+    size = image.itemsize
+    strided = xp.lib.stride_tricks.as_strided
+    strided(image[-low:], base_array.shape, [st * size for st in steps])[...] = \
+        xp.arange(base_array.size, dtype=xp.int64).reshape(base_array.shape)
+    start = (_address(view_array) - _address(base_array)) // item - low
+    return strided(image[start:], view_array.shape,
+                   [st // item * size for st in view_array.strides]).copy()
 
 
-def _strided_like(xp, view_array, new_base, where):
-    """A view of `new_base` (C-contiguous, the old base's shape) with `view_array`'s layout."""
+def _strided_view(xp, new_base, where):
+    """A view of the C-contiguous `new_base` holding the elements at flat indices `where`, or
+    None when they do not form one (no constant stride per axis)."""
+    if where.size == 0:
+        return None
+    first = int(where.reshape(-1)[0])
+    steps = []
+    for axis, n in enumerate(where.shape):
+        corner = [0] * where.ndim
+        corner[axis] = 1 if n > 1 else 0
+        steps.append(int(where[tuple(corner)]) - first)
+    strided = xp.lib.stride_tricks.as_strided
+    size = 8  # int64 positions
+    check = strided(xp.arange(new_base.size, dtype=xp.int64)[first:], where.shape,
+                    [st * size for st in steps])
+    if not bool((check == where).all()):
+        return None
     item = new_base.itemsize
-    flat = new_base.reshape(-1)
-    offset = int(where.reshape(-1)[0]) if where.size else 0
-    return xp.lib.stride_tricks.as_strided(
-        flat[offset:], view_array.shape, [s // view_array.itemsize * item
-                                          for s in view_array.strides])
+    return strided(new_base.reshape(-1)[first:], where.shape, [st * item for st in steps])
 
 
 def _address(array):
