@@ -263,3 +263,13 @@ def test_against_torch_if_present():
     ]
     for ours, theirs in pairs:
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_narrow_over_the_whole_dimension_is_a_new_view(device):
+    # Not the input object: requires_grad_(False) or hooks on the view must not reach it.
+    x = tg.ones(3, device=device, requires_grad=True)
+    v = x.narrow(0, 0, 3)
+    assert v is not x and not v.is_leaf and v.grad_fn is not None
+    with tg.no_grad():
+        x.add_(1.0)
+    assert v._version == x._version and v.tolist() == [2.0, 2.0, 2.0]
