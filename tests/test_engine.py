@@ -359,6 +359,16 @@ def test_a_non_leaf_hook_editing_in_place_leaves_a_siblings_gradient_alone(devic
     np.testing.assert_allclose(_np(z.grad), [1.0, 2.0, 3.0])
 
 
+def test_a_leaf_hook_editing_in_place_leaves_a_siblings_gradient_alone(device):
+    # The same with the hook on a leaf (finished mid-backward, while add's one gradient still
+    # flows to the other input): PyTorch gives x.grad = 1 here too.
+    x, y = _leaf(device), _leaf(device, (3.0, 4.0, 5.0))
+    y.register_hook(lambda g: g.mul_(10))
+    ((x + y) * 1.0).backward(tg.ones(3, dtype=tg.float64, device=device))
+    np.testing.assert_allclose(_np(x.grad), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(_np(y.grad), [10.0, 10.0, 10.0])
+
+
 # ---- grad mode ----------------------------------------------------------------------------------
 def test_no_grad_and_enable_grad(device):
     x = _leaf(device)

@@ -307,11 +307,14 @@ def _run(roots, root_grads, retain_graph, create_graph, targets, accumulate):
             prev = leaf_grads.get(e)
             total = leaf_grads[e] = ge if prev is None else _add(prev, ge)
             if early and e in uses:
-                if total is ge and _in_flight(ge, g, grads):
-                    handed_out.add(id(ge._array))  # not to be adopted: copy it
                 left = uses[e] = uses[e] - 1
                 if left == 0:
                     del leaf_grads[e]
+                    if total is ge and _in_flight(ge, g, grads):
+                        # Still flowing on to other inputs: the hooks (which may edit it in
+                        # place) and .grad get a copy of their own.
+                        total = ge.clone() if create_graph else \
+                            Tensor._wrap(ge._array.copy(), ge._device)
                     _accumulate(e, total, create_graph, handed_out, in_flight=True)
     if targets is not None:
         return _target_grads(targets, leaf_grads, captured, create_graph, handed_out,
