@@ -372,3 +372,15 @@ def test_retained_grad_follows_the_tensor_through_an_inplace_op(device):
     assert h.retains_grad
     (h * h).sum().backward()
     np.testing.assert_allclose(h.grad.numpy(force=True), [8.0, 16.0])
+
+
+def test_inplace_on_a_split_piece_reaches_the_base(device):
+    # PyTorch refuses in-place ops on the views a multi-view op returns; here they write
+    # through like any view, rather than silently staying out of place.
+    x = _t([1.0, 2.0, 3.0, 4.0], device, requires_grad=True)
+    h = x * 1.0
+    first, second = h.split(2)
+    second.mul_(10.0)
+    assert h.tolist() == [1.0, 2.0, 30.0, 40.0] and first.tolist() == [1.0, 2.0]
+    (h * h).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(force=True), [2.0, 4.0, 600.0, 800.0])

@@ -340,11 +340,16 @@ def _output(node, ctx, k, o, differentiable):
     if not isinstance(o, Tensor):
         return o
     if not differentiable:
-        return Tensor._wrap(o._array, o._device, False, None, o._vc)
-    if ctx._single:
+        t = Tensor._wrap(o._array, o._device, False, None, o._vc)
+    elif ctx._single:
         node.out_meta = ctx._out_meta[0]
-        return Tensor._wrap(o._array, o._device, True, node, o._vc)
-    return Tensor._wrap(o._array, o._device, True, _selector(node, k, ctx), o._vc)
+        t = Tensor._wrap(o._array, o._device, True, node, o._vc)
+    else:
+        t = Tensor._wrap(o._array, o._device, True, _selector(node, k, ctx), o._vc)
+    base = getattr(o, "_base", None)
+    if base is not None:  # a view (split's pieces): in-place ops on it write through
+        t._base = base
+    return t
 
 
 def _save(node, ctx, args, outs, diff):
