@@ -188,6 +188,7 @@ def _shares_held(g, held):
 
 
 def _root_array(a):
+    """The array that owns `a`'s memory (`a` itself, or the end of its chain of bases)."""
     b = a.base
     while b is not None:  # a NumPy base may be a bytes object: it has no .base
         a, b = b, getattr(b, "base", None)
@@ -329,15 +330,12 @@ def _in_flight(ge, g, grads):
     graph (the VJP's incoming `g` passed on, or viewed, or one output given to two inputs).
     Adopted as a leaf's .grad mid-backward, a later in-place write there (a hook's) would
     change what the rest of the graph reads."""
-    a = ge._array
-    root = a if a.base is None else a.base
+    root = _root_array(ge._array)
     for x in (g, *grads):
         # g is a bundle (not a Tensor) at a multi-output Function's node: its members flow
         # nowhere else, so only the VJP's other outputs can share with ge there.
-        if isinstance(x, Tensor) and x is not ge:
-            b = x._array
-            if b is root or b.base is root or (b.base is not None and b.base is a):
-                return True
+        if isinstance(x, Tensor) and x is not ge and _root_array(x._array) is root:
+            return True
     return ge is g
 
 
