@@ -9,6 +9,7 @@ Imports core modules (dtypes, devices, backend_api, autograd.graph); never a bac
 import weakref
 
 from . import backend_api
+from .autograd import graph
 from .devices import as_device, device
 from .dtypes import _FROM_NP
 from .errors import DeviceError, DTypeError, GraphError
@@ -218,6 +219,7 @@ class Tensor:
         if self._node is None:
             if self._hooks is None:
                 self._hooks = {}
+                graph._note_hooked_leaf(self)
             hooks = self._hooks
         else:
             if self._node.pre_hooks is None:

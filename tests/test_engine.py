@@ -33,6 +33,54 @@ def _nodes(root):
     return seen
 
 
+# ---- scheduling ------------------------------------------------------------------------------
+@pytest.mark.parametrize("walk_ahead", [False, True])
+def test_each_node_runs_once_after_all_its_consumers(device, walk_ahead, monkeypatch):
+    # Branches made in an interleaved order, joined twice: the engine takes nodes by sequence
+    # number, and every node must see its whole gradient before it runs; with a hooked leaf
+    # alive somewhere, the graph is also walked ahead (to count the leaf's edges).
+    from tensorgrad.autograd import graph
+    monkeypatch.setattr(graph, "_hooked_leaves", {})
+    if walk_ahead:
+        other = _leaf(device)
+        other.register_hook(lambda g: None)
+        assert graph._hooked_leaves
+    x = _leaf(device)
+    a = x * 2.0
+    b = x * 3.0
+    c = a * b          # uses a and b
+    d = c + a          # uses a again, after c
+    e = (d * b).sum()  # and b again
+    log = []
+    for name, t in (("a", a), ("b", b), ("c", c), ("d", d)):
+        t.register_hook(lambda g, name=name: log.append(name))
+    e.backward()
+    assert sorted(log) == ["a", "b", "c", "d"]
+    assert log.index("d") < log.index("c") < log.index("a")
+    assert log.index("d") < log.index("b") and log.index("c") < log.index("b")
+    xv = np.array([1.0, 2.0, 3.0])
+    # e = (6x^2 + 2x) * 3x = 18x^3 + 6x^2
+    np.testing.assert_allclose(_np(x.grad), 54 * xv ** 2 + 12 * xv)
+
+
+def test_nodes_are_numbered_after_their_inputs(device):
+    x = _leaf(device)
+    y = (x * 2.0).exp()
+    z = y + x
+    assert z.grad_fn.seq > y.grad_fn.seq > y.grad_fn.edges[0].seq
+
+
+def test_a_leaf_with_hooks_is_forgotten_when_it_dies(device):
+    from tensorgrad.autograd import graph
+    x = _leaf(device)
+    x.register_hook(lambda g: None)
+    key = id(x)
+    assert key in graph._hooked_leaves
+    del x
+    gc.collect()
+    assert key not in graph._hooked_leaves
+
+
 # ---- accumulation and retain_graph ------------------------------------------------------------
 def test_gradients_accumulate_across_backward_calls(device):
     x = _leaf(device)

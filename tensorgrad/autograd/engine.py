@@ -1,8 +1,10 @@
 """The backward pass: reverse topological order, iterative, freeing as it goes.
 
-`run_backward` walks the graph from the roots with an explicit stack (a 100 000-node chain
-needs no recursion), then visits each node once, after every consumer has added its
-gradient. For each node it runs the tensor hooks, calls the op's VJP, checks every returned
+`run_backward` visits each node once, after every consumer has added its gradient: nodes
+wait in a heap keyed by their sequence number (a node is numbered after the nodes of its
+inputs), and the highest runs first, as in PyTorch's engine. Nothing recurses, so a
+100 000-node chain is fine, and the graph is walked ahead of time (with an explicit stack)
+only for autograd.grad's targets and for leaves with hooks. For each node it runs the tensor hooks, calls the op's VJP, checks every returned
 gradient against its input's shape, dtype and device, and frees the node's residuals unless
 `retain_graph`. A leaf collects its contributions until the last one arrives, so a hook on
 a leaf used twice fires once, with the sum; a leaf with hooks is finished right then,
@@ -18,6 +20,7 @@ VJPs run with grad mode off, or on under `create_graph` (so gradients are differ
 
 import itertools
 import sys
+from heapq import heappop, heappush
 
 from ..errors import DeviceError, DTypeError, GraphError, ShapeError
 from ..tensor import Tensor
@@ -235,16 +238,19 @@ def run_backward(roots, root_grads, retain_graph, create_graph, targets=None,
 
 def _run(roots, root_grads, retain_graph, create_graph, targets, accumulate):
     pending = {}      # node -> gradient of its output so far
+    ready = []        # heap of (-node.seq, node): the nodes that have a gradient, latest first
     # Leaves are keys by identity (Tensor's hash is object's), never compared with ==.
     leaf_grads = {}   # leaf -> its summed gradient so far, leaves still collecting
     for t, g in zip(roots, root_grads):
-        if t._node is None:
+        node = t._node
+        if node is None:
             prev = leaf_grads.get(t)
             leaf_grads[t] = g if prev is None else _add(prev, g)
+        elif node in pending:
+            pending[node] = _add(pending[node], g)
         else:
-            prev = pending.get(t._node)
-            pending[t._node] = g if prev is None else _add(prev, g)
-    order, uses = _toposort([t._node for t in roots if t._node is not None])
+            pending[node] = g
+            heappush(ready, (-node.seq, node))
     # Arrays the caller still holds (root gradients, retained grads) are never adopted as .grad.
     handed_out = set()
     for g in root_grads:
@@ -256,28 +262,34 @@ def _run(roots, root_grads, retain_graph, create_graph, targets, accumulate):
     early = targets is None
     anomaly = graph._anomaly
     wanted = None
+    uses = {}
     captured = {}     # target node -> its gradient (autograd.grad)
     held = (pending, leaf_grads, captured)  # gradients in flight, for _output_hooks
-    if targets is not None:
-        target_ids = {id(t._node if t._node is not None else t) for t in targets}
-        wanted = _leads_to(order, target_ids)
-        target_nodes = {t._node for t in targets if t._node is not None}
-    for node in order:
-        g = pending.pop(node, None)
+    if targets is not None or graph._hooked_leaves:
+        # Only then is the graph walked ahead: to count the edges that reach each leaf with
+        # hooks, and to find the nodes that lead to a target.
+        order, uses = _toposort([t._node for t in roots if t._node is not None])
+        if targets is not None:
+            target_ids = {id(t._node if t._node is not None else t) for t in targets}
+            wanted = _leads_to(order, target_ids)
+            target_nodes = {t._node for t in targets if t._node is not None}
+    # A node's sequence number is higher than those of the nodes it consumes, so taking the
+    # highest first runs every node after all its consumers have added their gradients, as
+    # PyTorch's ready queue does: no topological sort needed.
+    while ready:
+        node = heappop(ready)[1]
+        g = pending.pop(node)
         if wanted is not None and (node in target_nodes or node not in wanted):
             if node not in wanted:
                 # As PyTorch: a target no other target lies behind gets its hooks (and its
                 # retained .grad), and what they leave is its gradient. One that leads on to
                 # another target is captured as it arrives; its hooks run on the way there.
                 if node in target_nodes:
-                    if g is not None and (node.pre_hooks is not None
-                                          or node.retain_ref is not None):
+                    if node.pre_hooks is not None or node.retain_ref is not None:
                         g = _output_hooks(node, g, create_graph, handed_out, held)
                     captured[node] = g
                 continue
             captured[node] = g
-        if g is None:
-            continue  # its leaves never complete: the flush below takes them
         if node.pre_hooks is not None or node.retain_ref is not None:
             g = _output_hooks(node, g, create_graph, handed_out, held)
         if node.versions is not None or node.out_version is not None or node.freed:
@@ -303,7 +315,11 @@ def _run(roots, root_grads, retain_graph, create_graph, targets, accumulate):
                 _check_grads(node, grads)  # raises, naming the input (or adopts the device)
             if type(e) is Node:
                 prev = pending.get(e)
-                pending[e] = ge if prev is None else _add(prev, ge)
+                if prev is None:
+                    pending[e] = ge
+                    heappush(ready, (-e.seq, e))
+                else:
+                    pending[e] = _add(prev, ge)
                 continue
             prev = leaf_grads.get(e)
             total = leaf_grads[e] = ge if prev is None else _add(prev, ge)

@@ -11,7 +11,9 @@ Imports nothing from tensorgrad but errors.
 
 import functools
 import inspect
+import itertools
 import threading
+import weakref
 
 from ..errors import GraphError
 
@@ -197,9 +199,12 @@ class Node:
 
     __slots__ = ("op", "edges", "in_meta", "needs_input_grad", "attrs", "inputs", "versions",
                  "out_array", "out_meta", "out_version", "res", "freed", "pre_hooks",
-                 "retain_ref", "trace", "__weakref__")
+                 "retain_ref", "trace", "seq", "__weakref__")
 
     def __init__(self, op, edges, in_meta, needs_input_grad, attrs):
+        # PyTorch's sequence number: a node is made after the nodes of its inputs, so it is
+        # higher than theirs, and the engine runs nodes highest first (see engine.py).
+        self.seq = _next_seq()
         self.op = op
         self.edges = edges
         self.in_meta = in_meta
@@ -277,6 +282,20 @@ class Node:
         if self.inputs is not None or self.out_array is not None or self.res is not None:
             self.freed = True
         self.inputs = self.versions = self.out_array = self.out_version = self.res = None
+
+
+_next_seq = itertools.count().__next__
+
+
+# The leaves that have (or had) hooks, by id: while there are none, backward needs no count
+# of how many edges reach each leaf, and skips the walk over the graph that makes it.
+_hooked_leaves = {}
+
+
+def _note_hooked_leaf(t):
+    key = id(t)
+    if key not in _hooked_leaves:
+        _hooked_leaves[key] = weakref.ref(t, lambda _, key=key: _hooked_leaves.pop(key, None))
 
 
 class _AnomalyState:
