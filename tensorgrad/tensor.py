@@ -301,6 +301,12 @@ class Tensor:
             new._grad = self._grad.__deepcopy__(memo)
         return new
 
+    def __reduce_ex__(self, protocol):
+        """Pickling and copy.copy, as PyTorch's: the values, device and requires_grad, as a
+        leaf. The graph, .grad and hooks stay behind: a graph's nodes are numbered per
+        process, in the order they were made (the engine relies on it)."""
+        return _rebuild, (type(self), self._array, str(self._device), self._rg)
+
     # -- DLPack --------------------------------------------------------------------------
     def __dlpack__(self, *args, **kwargs):
         return self._array.__dlpack__(*args, **kwargs)
@@ -375,6 +381,10 @@ def _check_grad(t, g):
     if g.device != t.device:
         raise DeviceError(f"grad: assigned grad is on {g.device} but the tensor is on "
                           f"{t.device}\n  hint: move it first, e.g. x.grad = g.to('{t.device}')")
+
+
+def _rebuild(cls, array, device_name, requires_grad):
+    return cls._wrap(array, as_device(device_name), requires_grad)
 
 
 class _HookHandle:

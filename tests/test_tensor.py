@@ -518,3 +518,51 @@ def test_retain_grad_on_a_tensor_that_does_not_require_grad_raises():
     with pytest.raises(RuntimeError, match="requires_grad=False"):
         y.retain_grad()
     x.retain_grad()  # a leaf that requires grad: allowed, nothing to do
+
+
+# ---- pickling and copy.copy (as PyTorch: a leaf, without graph, grad or hooks) ---------------
+def test_a_pickled_tensor_comes_back_as_a_leaf_with_its_values(device):
+    import pickle
+    x = tg.tensor([1.0, 2.0], device=device, requires_grad=True)
+    x.grad = tg.ones(2, device=device)
+    x.register_hook(lambda g: g * 2)
+    y = (x * 2.0).exp()
+    for t in (x, y):
+        u = pickle.loads(pickle.dumps(t))
+        assert type(u) is tg.Tensor and u.is_leaf and u.grad_fn is None
+        assert u.requires_grad and u.grad is None and u._hooks is None
+        assert u.device is t.device  # the canonical device object, as dispatch expects
+        np.testing.assert_array_equal(u.detach().numpy(force=True),
+                                      t.detach().numpy(force=True))
+    # The copy joins new graphs as a leaf; the original graph is untouched.
+    u = pickle.loads(pickle.dumps(y))
+    (y.sum() + (u * 3.0).sum()).backward()
+    np.testing.assert_allclose(u.grad.numpy(force=True), [3.0, 3.0])
+    np.testing.assert_allclose(x.grad.numpy(force=True),
+                               1.0 + 2 * 2 * np.exp([2.0, 4.0]), rtol=1e-6)
+
+
+def test_a_pickled_parameter_stays_a_parameter():
+    import pickle
+    p = tg.nn.Parameter(tg.arange(3.0))
+    q = pickle.loads(pickle.dumps(p))
+    assert type(q) is tg.nn.Parameter and q.requires_grad
+    assert q.tolist() == [0.0, 1.0, 2.0]
+    frozen = pickle.loads(pickle.dumps(tg.nn.Parameter(tg.ones(1), requires_grad=False)))
+    assert not frozen.requires_grad
+
+
+def test_copy_copy_shares_storage_and_drops_graph_grad_and_hooks():
+    import copy
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    x.grad = tg.ones(2)
+    x.register_hook(lambda g: g * 10)
+    c = copy.copy(x)
+    assert c.requires_grad and c.is_leaf and c.grad is None
+    with tg.no_grad():
+        x[0] = 5.0
+    assert c.tolist() == [5.0, 2.0]  # PyTorch's copy.copy shares the storage too
+    (c * 2.0).sum().backward()
+    assert c.grad.tolist() == [2.0, 2.0]  # x's hook did not come along
+    y = x * 3.0
+    assert copy.copy(y).grad_fn is None
